@@ -1,0 +1,136 @@
+"""Environment registry: every env name trustmarl knows, built into the stacked-array contract.
+
+``make_env(name, **options) -> JaxMARLAdapter``. Names and their options are listed by
+:func:`list_envs` (and ``trustmarl list``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax.numpy as jnp
+
+from trustmarl.envs.core import (GLOBAL_STATE_KINDS, AdapterState, EnvHooks, EnvSpec, EpisodeStats,
+                                 JaxMARLAdapter, Timestep)
+
+__all__ = ["make_env", "list_envs", "list_smax_maps", "EnvSpec", "Timestep", "AdapterState", "EpisodeStats",
+           "JaxMARLAdapter", "ENVS"]
+
+
+def _quiet_jaxmarl():
+    """jaxmarl prints a line about optional submodules on import; keep CLI output clean."""
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        import jaxmarl  # noqa: F401
+    return jaxmarl
+
+
+# --- SMAX --------------------------------------------------------------------------------------
+def _smax_alive(env, st):
+    return st.state.unit_alive[: env.num_allies]
+
+
+def _smax_won(env, st):
+    # A win is every enemy dead while some ally lives (JaxMARL's SMAXLogWrapper counts enemy wipe-out).
+    alive = st.state.unit_alive
+    return jnp.all(~alive[env.num_allies:]) & jnp.any(alive[: env.num_allies])
+
+
+def _smax_world(env, st, obs):
+    return env._env.get_world_state(st.state)
+
+
+def _smax_task_terminal(env, st):
+    alive = st.state.unit_alive
+    return jnp.all(~alive[: env.num_allies]) | jnp.all(~alive[env.num_allies:])
+
+
+SMAX_HOOKS = EnvHooks(alive=_smax_alive, won=_smax_won, world_state=_smax_world,
+                      task_terminal=_smax_task_terminal, has_win=True)
+
+
+def list_smax_maps() -> dict[str, tuple[int, int]]:
+    """Every SMAX map known (built-in plus those trustmarl registers): name -> (allies, enemies)."""
+    _quiet_jaxmarl()
+    from jaxmarl.environments.smax import smax_env
+    try:
+        extra = importlib.import_module("trustmarl.envs.smax_maps")
+        extra.register_seed_maps()
+    except ImportError:
+        pass
+    registry = getattr(smax_env, "MAP_NAME_TO_SCENARIO", None)
+    out = {}
+    for name, sc in sorted(registry.items()):
+        out[name] = (int(sc.num_allies), int(sc.num_enemies))
+    return out
+
+
+def _make_smax(map: str = "3m", global_state: str = "agent_specific", see_enemy_actions: bool = True,
+               walls_cause_death: bool = True, attack_mode: str = "closest"):
+    maps = list_smax_maps()
+    if map not in maps:
+        raise ValueError(f"map={map!r} is not a SMAX map; allowed: {', '.join(maps)}")
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map), see_enemy_actions=see_enemy_actions,
+                             walls_cause_death=walls_cause_death, attack_mode=attack_mode)
+    return JaxMARLAdapter(env, f"smax:{map}", hooks=SMAX_HOOKS, global_state=global_state)
+
+
+# --- MPE ---------------------------------------------------------------------------------------
+def _make_mpe_spread(num_agents: int = 3, global_state: str = "concat_obs"):
+    if not isinstance(num_agents, int) or num_agents < 1:
+        raise ValueError(f"num_agents={num_agents!r} must be an integer >= 1")
+    jaxmarl = _quiet_jaxmarl()
+    env = jaxmarl.make("MPE_simple_spread_v3", num_agents=num_agents, num_landmarks=num_agents)
+    return JaxMARLAdapter(env, f"mpe_spread:{num_agents}", global_state=global_state)
+
+
+# --- trustmarl's own JAX environments (modules written beside this one) ------------------------
+def _own(module: str, factory: str, default_state: str = "concat_obs"):
+    def make(global_state: str = default_state, **kw):
+        mod = importlib.import_module(f"trustmarl.envs.{module}")
+        env = getattr(mod, factory)(**kw)
+        return JaxMARLAdapter(env, module, global_state=global_state)
+    return make
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvEntry:
+    make: Callable
+    doc: str
+    options: tuple
+
+
+ENVS: dict[str, EnvEntry] = {
+    "mpe_spread": EnvEntry(_make_mpe_spread, "JaxMARL MPE simple_spread_v3 (N agents, N landmarks)",
+                           ("num_agents",)),
+    "smax": EnvEntry(_make_smax, "JaxMARL SMAX with the heuristic enemy (SMAC stand-in)", ("map",)),
+    "spread": EnvEntry(_own("spread", "make_spread"), "trustmarl Spread: N agents, reward structures "
+                       "standard/sep/mix/ful (MAMT App. D)", ("num_agents", "reward_structure")),
+    "pursuit": EnvEntry(_own("pursuit", "make_pursuit"), "SISL pursuit_v5 in JAX (8 pursuers, 30 evaders)",
+                        ("n_pursuers", "n_evaders")),
+    "rover_tower": EnvEntry(_own("rover_tower", "make_rover_tower"),
+                            "Rover-Tower (MAAC multi_speaker_listener): 4 rovers + 4 towers", ()),
+}
+
+
+def list_envs() -> dict[str, EnvEntry]:
+    return dict(ENVS)
+
+
+def make_env(name: str, **options) -> JaxMARLAdapter:
+    """Build env ``name`` with ``options``; unknown names or options give a one-line error."""
+    if name not in ENVS:
+        raise ValueError(f"env={name!r} is unknown; allowed: {', '.join(ENVS)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if "global_state" in options and options["global_state"] not in GLOBAL_STATE_KINDS:
+        raise ValueError(f"global_state={options['global_state']!r} is not one of {GLOBAL_STATE_KINDS}")
+    try:
+        return ENVS[name].make(**options)
+    except TypeError as err:
+        raise ValueError(f"bad option for env={name!r}: {err}") from None

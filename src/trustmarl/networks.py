@@ -1,0 +1,192 @@
+"""Actor and critic networks, feed-forward or GRU, shared across agents or one per agent.
+
+Every network is applied to sequences in the trainer's layout: inputs ``[T, B, D]`` with episode-start
+flags ``[T, B]`` and a carried hidden state ``[B, H]``; feed-forward networks carry a dummy ``[B, 1]``
+hidden so that both kinds share one code path. Agent handling lives in :func:`apply_agents`:
+shared parameters fold agents into the batch (``B = E·A``); per-agent parameters are stacked on a
+leading axis and the module is ``vmap``-ed over agents (HAPPO's default, no sharing).
+
+Initialisation follows the PPO/MAPPO convention: orthogonal, gain √2 in hidden layers, 0.01 for the
+policy head (near-uniform initial policy) and 1 for the value head.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen.initializers import constant, orthogonal
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
+MASKED_LOGIT = -1e9  # finite, so that masked entries give exp()=0 without NaN gradients
+
+
+class Torso(nn.Module):
+    """Optional input LayerNorm (MAPPO's feature normalisation) then ``len(hidden)`` dense layers."""
+
+    hidden: Sequence[int]
+    activation: str = "tanh"
+    layer_norm_input: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        if self.layer_norm_input:
+            x = nn.LayerNorm()(x)
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden:
+            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        return x
+
+
+class ResetGRU(nn.Module):
+    """GRU over time whose state is zeroed where ``resets`` marks the first step of an episode."""
+
+    features: int
+
+    def setup(self):
+        self.cell = nn.GRUCell(features=self.features)
+
+    def __call__(self, hidden, xs, resets):
+        """``hidden`` [B, H], ``xs`` [T, B, D], ``resets`` [T, B] → (last hidden, hidden at every step)."""
+
+        def step(cell, h, inp):
+            x, r = inp
+            h = jnp.where(r[:, None], jnp.zeros_like(h), h)
+            h, y = cell(h, x)
+            return h, y
+
+        scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False}, in_axes=0, out_axes=0)
+        return scan(self.cell, hidden, (xs, resets))
+
+    def one_step(self, hidden, x):
+        """One cell step from given hidden states, any leading axes (no reset)."""
+        return self.cell(hidden, x)[1]
+
+
+class SequenceNet(nn.Module):
+    """Torso → (GRU) → head, on ``[T, B, D]``. ``out`` is the head width (actions, or 1 for a value).
+
+    With ``final_x`` [T, B, D] it also returns the head's output one step *after* each step t on input
+    ``final_x[t]`` — the value of the pre-reset state at an episode end, needed to bootstrap at a
+    truncation without re-running the rollout.
+    """
+
+    out: int
+    hidden: Sequence[int]
+    recurrent: bool
+    activation: str
+    layer_norm_input: bool
+    head_gain: float
+
+    def setup(self):
+        self.torso = Torso(self.hidden, self.activation, self.layer_norm_input)
+        if self.recurrent:
+            self.gru = ResetGRU(self.hidden[-1])
+            self.post = nn.Dense(self.hidden[-1], kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))
+        self.head = nn.Dense(self.out, kernel_init=orthogonal(self.head_gain), bias_init=constant(0.0))
+
+    def _top(self, h):
+        if self.recurrent:
+            h = ACTIVATIONS[self.activation](self.post(h))
+        return self.head(h)
+
+    def __call__(self, hidden, x, resets, final_x=None):
+        emb = self.torso(x)
+        if self.recurrent:
+            hidden, emb = self.gru(hidden, emb, resets)
+        y = self._top(emb)
+        if final_x is None:
+            return hidden, y
+        femb = self.torso(final_x)
+        if self.recurrent:
+            femb = self.gru.one_step(emb, femb)
+        return hidden, (y, self._top(femb))
+
+
+class Actor(nn.Module):
+    """Policy network. Discrete: masked logits [T,B,U]. Continuous: mean [T,B,U] and a learned,
+    state-independent log-std per action dimension (returned broadcast to the mean's shape)."""
+
+    num_actions: int
+    discrete: bool
+    hidden: Sequence[int] = (64, 64)
+    recurrent: bool = False
+    activation: str = "tanh"
+    layer_norm_input: bool = False
+    init_log_std: float = -0.5
+
+    @nn.compact
+    def __call__(self, hidden, obs, resets, avail):
+        hidden, out = SequenceNet(self.num_actions, self.hidden, self.recurrent, self.activation,
+                                  self.layer_norm_input, 0.01)(hidden, obs, resets)
+        if self.discrete:
+            return hidden, jnp.where(avail, out, MASKED_LOGIT)
+        log_std = self.param("log_std", constant(self.init_log_std), (self.num_actions,))
+        return hidden, jnp.concatenate([out, jnp.broadcast_to(log_std, out.shape)], axis=-1)
+
+
+class Critic(nn.Module):
+    hidden: Sequence[int] = (64, 64)
+    recurrent: bool = False
+    activation: str = "tanh"
+    layer_norm_input: bool = False
+
+    @nn.compact
+    def __call__(self, hidden, x, resets, final_x=None):
+        """Values [T, B]; with ``final_x`` also the values of the final (pre-reset) states, see SequenceNet."""
+        hidden, out = SequenceNet(1, self.hidden, self.recurrent, self.activation,
+                                  self.layer_norm_input, 1.0)(hidden, x, resets, final_x)
+        return hidden, jax.tree.map(lambda v: v[..., 0], out)
+
+
+def distribution(params_out: jax.Array, discrete: bool):
+    """The action distribution from an actor's output (logits, or mean ⊕ log-std)."""
+    if discrete:
+        return distrax.Categorical(logits=params_out)
+    mean, log_std = jnp.split(params_out, 2, axis=-1)
+    return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+
+class AgentNets(NamedTuple):
+    """How to run a module over the agent axis."""
+
+    module: Any
+    shared: bool
+    num_agents: int
+    hidden_size: int  # carried hidden width (1 for feed-forward)
+
+
+def init_agents(nets: AgentNets, rng: jax.Array, *example_inputs) -> Any:
+    """Initialise parameters: one set (shared) or a stack of ``num_agents`` sets (leading axis)."""
+    hidden = jnp.zeros((1, nets.hidden_size))
+    args = [x[None, None] for x in example_inputs]  # [T=1, B=1, ...]
+    resets = jnp.zeros((1, 1), bool)
+    if nets.shared:
+        return nets.module.init(rng, hidden, args[0], resets, *args[1:])
+    keys = jax.random.split(rng, nets.num_agents)
+    return jax.vmap(lambda k: nets.module.init(k, hidden, args[0], resets, *args[1:]))(keys)
+
+
+def apply_agents(nets: AgentNets, params, hidden, x, resets, *extra):
+    """Apply over agents. ``hidden`` [E, A, H]; ``x`` [T, E, A, D]; ``resets`` [T, E]; ``extra`` [T, E, A, ...]
+    or None.
+
+    Returns ``(hidden [E, A, H], out [T, E, A, ...])`` (``out`` may be a tuple of such arrays).
+    """
+    T, E, A = x.shape[:3]
+    resets_a = jnp.broadcast_to(resets[:, :, None], (T, E, A))
+    if nets.shared:
+        flat = lambda z: None if z is None else z.reshape((T, E * A) + z.shape[3:])
+        h, out = nets.module.apply(params, hidden.reshape(E * A, -1), flat(x), flat(resets_a),
+                                   *[flat(z) for z in extra])
+        unflat = lambda z: z.reshape((T, E, A) + z.shape[2:])
+        return h.reshape(E, A, -1), jax.tree.map(unflat, out)
+
+    def one(p, h, xi, ri, *ei):
+        return nets.module.apply(p, h, xi, ri, *ei)
+
+    in_axes = (0, 1, 2, 2) + tuple(None if z is None else 2 for z in extra)
+    return jax.vmap(one, in_axes=in_axes, out_axes=(1, 2))(params, hidden, x, resets_a, *extra)

@@ -1,0 +1,9 @@
+"""Algorithm registry. Each algorithm is a declaration of its seam choices (see :mod:`.base`)."""
+from trustmarl.algos.base import Algorithm
+from trustmarl.algos.ippo import IPPO
+from trustmarl.algos.jrppo import JRPPO
+from trustmarl.algos.mappo import MAPPO
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (IPPO, MAPPO, JRPPO)}
+
+__all__ = ["Algorithm", "ALGORITHMS"]

@@ -1,0 +1,257 @@
+"""Typed, documented, validated training configuration.
+
+A :class:`Config` is built in layers, each overriding the last::
+
+    Config defaults  <  algorithm defaults (trustmarl.algos)  <  preset for (algo, env)  <  user key=value
+
+and is validated once, at construction: an unknown key or a bad value raises :class:`ConfigError` with
+one line naming the key, the value and what is allowed. Derived quantities (updates, batch sizes, the
+clip range when given as a total trust region α) are computed once, in :meth:`Config.derived`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message is one line."""
+
+
+def _f(default, doc: str, choices: tuple | None = None, low: float | None = None, high: float | None = None,
+       low_open: bool = False):
+    return field(default=default, metadata={"doc": doc, "choices": choices, "low": low, "high": high,
+                                            "low_open": low_open})
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- what to train ----------------------------------------------------------------------------------
+    algo: str = _f("mappo", "algorithm name (trustmarl list shows them)")
+    env: str = _f("mpe_spread", "environment name (trustmarl list shows them)")
+    map: str = _f("3m", "SMAX map (env=smax only)")
+    num_agents: int = _f(3, "number of agents for scalable envs (mpe_spread, spread)", low=1)
+    env_options: str = _f("", "extra env options as JSON, e.g. '{\"reward_structure\": \"mix\"}'")
+    global_state: str = _f("auto", "critic state per agent: auto (env default), agent_specific, env, concat_obs",
+                           choices=("auto", "agent_specific", "env", "concat_obs"))
+    # --- budget and rollout -------------------------------------------------------------------------------
+    seed: int = _f(0, "PRNG seed of the first run; seed i of num_seeds uses a key split from it", low=0)
+    num_seeds: int = _f(1, "independent runs vmapped together in one jitted program", low=1)
+    total_env_steps: int = _f(300_000, "environment steps (all agents of one env stepping once = 1)", low=1)
+    num_envs: int = _f(16, "parallel environments per seed", low=1)
+    rollout_length: int = _f(128, "steps per environment per update", low=1)
+    # --- optimisation -------------------------------------------------------------------------------------
+    update_epochs: int = _f(4, "passes over each rollout", low=1)
+    num_minibatches: int = _f(4, "minibatches per epoch (over env-steps for FF, over envs for GRU)", low=1)
+    lr: float = _f(2.5e-4, "actor learning rate (Adam)", low=0, low_open=True)
+    critic_lr: float = _f(0.0, "critic learning rate; 0 means the same as lr", low=0)
+    anneal_lr: bool = _f(True, "decay learning rates linearly to 0 over training")
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip, actor and critic apart", low=0, low_open=True)
+    adam_eps: float = _f(1e-5, "Adam epsilon", low=0, low_open=True)
+    gamma: float = _f(0.99, "discount", low=0, high=1)
+    gae_lambda: float = _f(0.95, "GAE lambda", low=0, high=1)
+    ent_coef: float = _f(0.01, "entropy bonus coefficient", low=0)
+    vf_coef: float = _f(0.5, "value-loss coefficient", low=0)
+    # --- trust region (seams: ratio, surrogate/clipping) ---------------------------------------------------
+    ratio: str = _f("independent", "probability ratio: independent (IPPO/MAPPO, eq. 4 of Sun et al.) or joint "
+                    "(JR-PPO, Algorithm 1)", choices=("independent", "joint"))
+    clip_eps: float = _f(0.2, "clip range epsilon of the surrogate (ignored when clip_alpha > 0)", low=0)
+    clip_alpha: float = _f(0.0, "if > 0, total trust region alpha shared by N agents: epsilon = alpha/N "
+                           "(Sun et al. §6.2)", low=0)
+    clip_kind: str = _f("symmetric", "ratio bound: symmetric [1-e, 1+e] or multiplicative [1/(1+e), 1+e] "
+                        "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"))
+    no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)")
+    measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions")
+    # --- critic (seam: what the critic sees) and MAPPO tricks ----------------------------------------------
+    critic_input: str = _f("global", "critic input: local (IPPO) or global (MAPPO)", choices=("local", "global"))
+    value_norm: bool = _f(False, "normalise value targets with a running mean/std (MAPPO ValueNorm)")
+    value_norm_beta: float = _f(0.99999, "ValueNorm EMA weight", low=0, high=1)
+    value_clip: bool = _f(True, "clip the value update to +-clip_eps around the old value")
+    value_clip_eps: float = _f(0.0, "value clip range; 0 means the same as the policy clip_eps", low=0)
+    huber_delta: float = _f(0.0, "Huber loss threshold for the value loss; 0 gives the squared error", low=0)
+    adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over active entries of the minibatch")
+    use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics")
+    bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)")
+    # --- networks -----------------------------------------------------------------------------------------
+    network: str = _f("ff", "ff (feed-forward) or gru", choices=("ff", "gru"))
+    hidden: tuple = _f((64, 64), "hidden layer widths, e.g. hidden=128,128")
+    activation: str = _f("tanh", "activation", choices=("tanh", "relu", "gelu"))
+    layer_norm_input: bool = _f(False, "LayerNorm on network inputs (MAPPO feature normalisation)")
+    share_params: bool = _f(True, "one parameter set for all agents (else one per agent, vmapped)")
+    agent_id: bool = _f(False, "append the agent's one-hot id to its observation")
+    # --- running ------------------------------------------------------------------------------------------
+    out_dir: str = _f("runs", "folder under which the run folder is made")
+    run_name: str = _f("", "run folder name; empty gives <algo>_<env>_<time>")
+    checkpoint_every: int = _f(0, "updates between checkpoints; 0 gives about 10 per run", low=0)
+    log_every: int = _f(0, "updates per jitted chunk (progress, CSV, TensorBoard); 0 gives about 50 per run",
+                        low=0)
+    progress: bool = _f(True, "show a progress bar")
+
+    # ------------------------------------------------------------------------------------------------------
+    def __post_init__(self):
+        for f in fields(self):
+            _check_field(f, getattr(self, f.name))
+        from trustmarl.algos import ALGORITHMS
+        if self.algo not in ALGORITHMS:
+            raise ConfigError(f"algo={self.algo!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        from trustmarl.envs import ENVS
+        if self.env not in ENVS:
+            raise ConfigError(f"env={self.env!r} is unknown; allowed: {', '.join(ENVS)}")
+        if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden={self.hidden!r} must be one or more positive widths, e.g. hidden=64,64")
+        if self.env_options:
+            try:
+                opts = json.loads(self.env_options)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"env_options={self.env_options!r} is not JSON: {err}") from None
+            if not isinstance(opts, dict):
+                raise ConfigError(f"env_options={self.env_options!r} must be a JSON object")
+        d = self.derived_batch()
+        if d["batch_units"] % self.num_minibatches:
+            unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"
+            raise ConfigError(f"num_minibatches={self.num_minibatches} must divide the {d['batch_units']} {unit}")
+        if self.clip_kind == "symmetric" and self.effective_clip_eps_bound() >= 1.0 and not self.no_clip:
+            pass  # a lower bound <= 0 is allowed: it simply never binds
+
+    def effective_clip_eps_bound(self) -> float:
+        return self.clip_eps if self.clip_alpha <= 0 else self.clip_alpha
+
+    def derived_batch(self) -> dict:
+        units = self.num_envs if self.network == "gru" else self.num_envs * self.rollout_length
+        return {"batch_units": units}
+
+    def derived(self, num_agents: int) -> dict:
+        """Quantities computed once from the fields and the env's agent count."""
+        steps_per_update = self.num_envs * self.rollout_length
+        num_updates = max(1, self.total_env_steps // steps_per_update)
+        eps = self.clip_alpha / num_agents if self.clip_alpha > 0 else self.clip_eps
+        return {
+            "steps_per_update": steps_per_update,
+            "num_updates": num_updates,
+            "clip_eps": eps,
+            "value_clip_eps": self.value_clip_eps or eps,
+            "critic_lr": self.critic_lr or self.lr,
+            "env_steps": num_updates * steps_per_update,
+        }
+
+    # --- construction -------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, overrides: dict | None = None, **kw) -> "Config":
+        """Merge defaults < algorithm defaults < preset(algo, env) < overrides, then validate."""
+        user = dict(overrides or {})
+        user.update(kw)
+        names = {f.name for f in fields(cls)}
+        for key in user:
+            if key not in names:
+                near = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(f"unknown config key {key!r}{hint}; `trustmarl train --help` lists the keys")
+        user = {k: _parse(cls._field(k), v) for k, v in user.items()}
+        algo = user.get("algo", cls._field("algo").default)
+        env = user.get("env", cls._field("env").default)
+        from trustmarl.algos import ALGORITHMS
+        from trustmarl.presets import preset_for
+        merged: dict[str, Any] = {}
+        if algo in ALGORITHMS:
+            merged.update(ALGORITHMS[algo].config_defaults)
+        merged.update(preset_for(algo, env, user.get("map")))
+        merged.update(user)
+        merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
+        return cls(**merged)
+
+    @classmethod
+    def from_args(cls, args: list[str]) -> "Config":
+        """From CLI words ``key=value``."""
+        overrides = {}
+        for word in args:
+            if "=" not in word:
+                raise ConfigError(f"argument {word!r} is not key=value")
+            key, value = word.split("=", 1)
+            overrides[key.strip()] = value
+        return cls.build(overrides)
+
+    @classmethod
+    def _field(cls, name: str):
+        for f in fields(cls):
+            if f.name == name:
+                return f
+        raise ConfigError(f"unknown config key {name!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "Config":
+        return Config.build({**self.to_dict(), **kw})
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line per field: name, type, default, doc."""
+        lines = []
+        for f in fields(cls):
+            t = f.type if isinstance(f.type, str) else f.type.__name__
+            lines.append(f"  {f.name:<22} {t:<6} default={f.default!r:<14} {f.metadata['doc']}")
+        return "\n".join(lines)
+
+
+def _base_type(f):
+    t = f.type
+    if isinstance(t, str):
+        t = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}.get(t, str)
+    return t
+
+
+def _parse(f, value):
+    """Turn a CLI string (or a Python value) into the field's type; one-line error otherwise."""
+    t = _base_type(f)
+    if not isinstance(value, str) or t is str:
+        if t is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if t is tuple and isinstance(value, list):
+            return tuple(value)
+        if t is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    text = value.strip()
+    try:
+        if t is bool:
+            low = text.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if t is int:
+            num = float(text)
+            if not num.is_integer():
+                raise ValueError
+            return int(num)
+        if t is float:
+            return float(text)
+        if t is tuple:
+            return tuple(int(x) for x in text.strip("()[] ").split(",") if x.strip())
+    except ValueError:
+        kind = {bool: "true/false", int: "an integer", float: "a number", tuple: "comma-separated integers"}[t]
+        raise ConfigError(f"{f.name}={value!r} is not {kind}") from None
+    return value
+
+
+def _check_field(f, value):
+    t = _base_type(f)
+    ok = isinstance(value, t) and not (t in (int, float) and isinstance(value, bool))
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(f"{f.name}={value!r} must be of type {t.__name__}")
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{f.name}={value!r} is not one of {', '.join(map(str, meta['choices']))}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value < low or (meta.get("low_open") and value == low)):
+        bound = f"> {low}" if meta.get("low_open") else f">= {low}"
+        raise ConfigError(f"{f.name}={value!r} must be {bound}")
+    if high is not None and value > high:
+        raise ConfigError(f"{f.name}={value!r} must be <= {high}")

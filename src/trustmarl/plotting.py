@@ -1,0 +1,593 @@
+"""Figures of Sun et al. (2022) from trainer run folders (matplotlib, Agg, no pyplot state).
+
+Run-folder contract (written by the trainer)::
+
+    RUN/config.json        resolved config; at least "algo", "env", "clip_eps",
+                           "ratio" ("independent" | "joint"), "seed", "num_agents"
+    RUN/metrics.csv        one row per update: update, env_steps, return_mean, win_rate (may be
+                           empty/NaN), sum_tv, joint_tv_bound, joint_kl, and per agent i
+                           ratio_min_<i>, ratio_max_<i>, tv_<i>
+    RUN/trust_region.csv   one row per (update, epoch): update, epoch, env_steps, ratio_min,
+                           ratio_max (over agents), sum_tv, joint_tv_bound, joint_tv_mc, joint_kl,
+                           and per agent ratio_min_<i>, ratio_max_<i>, tv_<i>, kl_<i>
+
+Every multi-run function takes ``runs`` (run folders, or folders searched recursively for
+``config.json``) and ``out`` (the image path; its suffix picks the format), groups runs by config
+values, averages seeds (mean +- std), and returns ``out`` as a ``Path``.  Runs that differ in an
+``IDENTITY_KEYS`` value (algo, env, num_agents, ratio, clip_eps) are never averaged together; curve
+labels show only the grouping keys whose values differ between the runs.  Bad input (no runs, a missing file or
+column, no rows) raises ``PlotInputError`` (a ``ValueError``) with a one-line message.
+
+Figures (paper numbering):
+  * ``plot_ratio_range``           Fig. 1    min/max ratio vs optimisation epoch, per clip value.
+  * ``plot_tv_cdf``                Fig. 2/7  empirical CDF of per-agent TV and of summed TV.
+  * ``plot_returns_and_tv``        Fig. 3/8  return, summed TV (and win rate) vs env steps per clip value.
+  * ``plot_joint_vs_independent``  Fig. 9/10 joint TV, return, win rate: joint vs independent ratio clipping.
+  * ``plot_ippo_vs_mappo``         Fig. 4    IPPO vs MAPPO across maps.
+  * ``plot_learning_curve``        one run: return (and win rate) vs env steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "PlotInputError",
+    "Run",
+    "load_run",
+    "find_runs",
+    "plot_ratio_range",
+    "plot_tv_cdf",
+    "plot_returns_and_tv",
+    "plot_joint_vs_independent",
+    "plot_ippo_vs_mappo",
+    "plot_learning_curve",
+    "FIGURES",
+]
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+TRUST_REGION_FILE = "trust_region.csv"
+_TABLE_FILES = {"metrics": METRICS_FILE, "trust_region": TRUST_REGION_FILE}
+_LABELS = {
+    "clip_eps": "clip",
+    "num_agents": "N",
+    "ratio": "ratio",
+    "algo": "",
+    "env": "",
+    "return_mean": "return",
+    "win_rate": "win rate",
+    "sum_tv": r"$\sum_i \mathbb{E}_s D_{TV}(\pi_i, \tilde\pi_i)$",
+    "joint_tv_bound": r"joint TV bound $\min(1, \sum_i D_{TV})$",
+    "joint_tv_mc": "joint TV (Monte-Carlo)",
+    "joint_kl": "joint KL",
+    "env_steps": "environment steps",
+}
+
+
+class PlotInputError(ValueError):
+    """Bad plotting input: no runs, a missing file or column, an empty table."""
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+
+def _to_float(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise PlotInputError(f"{path}: file missing")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames:
+            raise PlotInputError(f"{path}: empty file (no header)")
+        names = [n.strip() for n in reader.fieldnames]
+        cols: dict[str, list[float]] = {n: [] for n in names}
+        for row in reader:
+            for raw, name in zip(reader.fieldnames, names):
+                cols[name].append(_to_float(row.get(raw, "")))
+    table = {n: np.asarray(v, dtype=float) for n, v in cols.items()}
+    if not len(next(iter(table.values()))):
+        raise PlotInputError(f"{path}: no rows")
+    return table
+
+
+@dataclass
+class Run:
+    """One run folder: its config, and its CSV tables loaded on first use."""
+
+    path: Path
+    config: dict[str, Any]
+    _tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Config value; dotted keys reach into nested sections ("ppo.clip_eps")."""
+        value: Any = self.config
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return default
+            value = value[part]
+        return value
+
+    def table(self, name: str) -> dict[str, np.ndarray]:
+        """``"metrics"`` or ``"trust_region"`` as {column: float array} (empty cells are NaN)."""
+        if name not in _TABLE_FILES:
+            raise PlotInputError(f"unknown table {name!r}; allowed: {', '.join(_TABLE_FILES)}")
+        if name not in self._tables:
+            self._tables[name] = _read_csv(self.path / _TABLE_FILES[name])
+        return self._tables[name]
+
+    def column(self, name: str, col: str) -> np.ndarray:
+        tab = self.table(name)
+        if col not in tab:
+            raise PlotInputError(f"{self.path / _TABLE_FILES[name]}: missing column {col!r}")
+        return tab[col]
+
+    def has_data(self, name: str, col: str) -> bool:
+        """True if the table exists, has ``col`` and at least one finite value in it."""
+        try:
+            return bool(np.isfinite(self.column(name, col)).any())
+        except PlotInputError:
+            return False
+
+    def agent_columns(self, name: str, prefix: str) -> list[str]:
+        """Per-agent columns ``<prefix>_<i>`` sorted by agent index."""
+        pat = re.compile(rf"^{re.escape(prefix)}_(\d+)$")
+        found = [(int(m.group(1)), c) for c in self.table(name) if (m := pat.match(c))]
+        return [c for _, c in sorted(found)]
+
+
+def load_run(path: str | Path) -> Run:
+    """Read ``path/config.json``; the CSV tables are read when first needed."""
+    path = Path(path)
+    cfg_path = path / CONFIG_FILE
+    if not path.is_dir():
+        raise PlotInputError(f"{path}: no such run directory")
+    if not cfg_path.is_file():
+        raise PlotInputError(f"{cfg_path}: file missing")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise PlotInputError(f"{cfg_path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(config, dict):
+        raise PlotInputError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
+    return Run(path=path, config=config)
+
+
+def find_runs(runs: str | Path | Iterable[str | Path]) -> list[Run]:
+    """Load run folders.  Each entry is a run folder (has config.json) or a folder searched
+    recursively for run folders.  Raises PlotInputError when nothing is found."""
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    entries = list(runs)
+    if not entries:
+        raise PlotInputError("no run directories given")
+    found: list[Run] = []
+    for entry in entries:
+        if isinstance(entry, Run):
+            found.append(entry)
+            continue
+        path = Path(entry)
+        if not path.exists():
+            raise PlotInputError(f"{path}: no such run directory")
+        looks_like_run = any((path / f).is_file() for f in (CONFIG_FILE, METRICS_FILE, TRUST_REGION_FILE))
+        if looks_like_run or not path.is_dir():
+            found.append(load_run(path))
+            continue
+        nested = sorted({p.parent for p in path.rglob(CONFIG_FILE)})
+        if not nested:
+            raise PlotInputError(f"{path}: no run folder (no {CONFIG_FILE}) found")
+        found.extend(load_run(p) for p in nested)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# grouping and aggregation
+# --------------------------------------------------------------------------------------------
+
+
+def _sort_key(value: Any):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _group(runs: Sequence[Run], keys: Sequence[str]) -> list[tuple[tuple, list[Run]]]:
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(_hashable(run.get(k)) for k in keys), []).append(run)
+    return sorted(groups.items(), key=lambda kv: tuple(_sort_key(v) for v in kv[0]))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+# Config keys that identify an experiment (everything but the seed): runs that differ in one of
+# them are never averaged together, even when the caller's group_by omits it.
+IDENTITY_KEYS = ("algo", "env", "num_agents", "ratio", "clip_eps")
+
+
+def _curve_keys(runs: Sequence[Run], group_by: Sequence[str], facet=None) -> tuple[str, ...]:
+    extra = [
+        k for k in IDENTITY_KEYS
+        if k not in group_by and k not in _facet_keys(facet) and k in _varying(runs, IDENTITY_KEYS)
+    ]
+    return tuple(group_by) + tuple(extra)
+
+
+def _varying(runs: Sequence[Run], keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if len({_hashable(r.get(k)) for r in runs}) > 1]
+
+
+def _label(keys: Sequence[str], values: Sequence[Any], show: Sequence[str]) -> str:
+    parts = []
+    for k, v in zip(keys, values):
+        if k in show:
+            name = _LABELS.get(k, k)
+            parts.append(f"{name} {v}" if name else f"{v}")
+    return ", ".join(parts)
+
+
+def _curve_label(keys, values, show, n_seeds: int) -> str:
+    base = _label(keys, values, show) or _label(keys[:1], values[:1], keys[:1]) or "runs"
+    return f"{base} (n={n_seeds})" if n_seeds > 1 else base
+
+
+def _xy(run: Run, table: str, x_col: str, y_col: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = run.column(table, x_col), run.column(table, y_col)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    order = np.argsort(x, kind="stable")
+    return x[order], y[order]
+
+
+def _aggregate(runs: Sequence[Run], table: str, x_col: str, y_col: str):
+    """Mean and std over runs (seeds) of y(x); runs on different x grids are interpolated onto the
+    densest grid restricted to the x-range all runs cover.  Returns None when no run has data."""
+    curves = [_xy(r, table, x_col, y_col) for r in runs]
+    curves = [(x, y) for x, y in curves if len(x)]
+    if not curves:
+        return None
+    if all(len(x) == len(curves[0][0]) and np.array_equal(x, curves[0][0]) for x, _ in curves):
+        grid = curves[0][0]
+        ys = np.stack([y for _, y in curves])
+    else:
+        lo = max(x[0] for x, _ in curves)
+        hi = min(x[-1] for x, _ in curves)
+        if lo > hi:  # no common range: fall back to the longest run alone
+            x, y = max(curves, key=lambda c: len(c[0]))
+            return x, y, np.zeros_like(y), 1
+        densest = max(curves, key=lambda c: len(c[0]))[0]
+        grid = densest[(densest >= lo) & (densest <= hi)]
+        if not len(grid):
+            grid = np.array([lo])
+        ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+    return grid, ys.mean(0), ys.std(0), len(curves)
+
+
+def _plot_band(ax, agg, label: str, color: str, **kw) -> None:
+    x, mean, std, n = agg
+    ax.plot(x, mean, color=color, label=label, **kw)
+    if n > 1:
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+
+
+def _new_figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+    return fig, axes
+
+
+def _save(fig: Figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def _require_table(runs: Sequence[Run], table: str, cols: Sequence[str]) -> None:
+    for run in runs:
+        for col in cols:
+            run.column(table, col)
+
+
+def _facet_keys(facet: str | Sequence[str] | None) -> tuple[str, ...]:
+    if facet is None:
+        return ()
+    return (facet,) if isinstance(facet, str) else tuple(facet)
+
+
+def _facets(runs: Sequence[Run], facet: str | Sequence[str] | None) -> list[tuple[tuple, list[Run]]]:
+    keys = _facet_keys(facet)
+    if not keys:
+        return [((), list(runs))]
+    return _group(runs, keys)
+
+
+def _facet_title(facet: str | Sequence[str] | None, value: tuple, n_facets: int) -> str:
+    keys = _facet_keys(facet)
+    if not keys or (n_facets == 1 and all(v is None for v in value)):
+        return ""
+    return _label(keys, value, keys)
+
+
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+def _clip_range(run: Run) -> tuple[float, float] | None:
+    eps = run.get("clip_eps")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+        return None
+    kind = run.get("clip_kind", "symmetric")
+    return (1.0 / (1.0 + eps), 1.0 + eps) if kind == "multiplicative" else (1.0 - eps, 1.0 + eps)
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+
+
+def plot_ratio_range(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    update: int | str | None = None,
+    group_by: Sequence[str] = ("clip_eps",),
+    facet: str | Sequence[str] | None = "env",
+) -> Path:
+    """Fig. 1: min and max ratio against the optimisation epoch, one line pair per clip value.
+
+    Reads ``trust_region.csv``.  At each epoch the solid (max) and dashed (min) lines are the mean
+    over updates and seeds of ``ratio_max`` / ``ratio_min`` (already extremes over agents and
+    samples); the shaded band reaches the most extreme value seen.  ``update`` restricts to one
+    update number, or ``"first"`` to each run's first update (the paper's "first round of actor
+    update").  Dotted lines mark each group's clip range.  One panel per ``facet`` value.
+    """
+    runs_ = find_runs(runs)
+    _require_table(runs_, "trust_region", ("epoch", "ratio_min", "ratio_max"))
+    facets = _facets(runs_, facet)
+    group_by = _curve_keys(runs_, group_by, facet)
+    show = _varying(runs_, group_by) or list(group_by[:1])
+    fig, axes = _new_figure(1, len(facets))
+    plotted = 0
+    for ax, (fval, frun) in zip(axes[0], facets):
+        for gi, (gval, grun) in enumerate(_group(frun, group_by)):
+            epochs_all, lo_all, hi_all = [], [], []
+            for run in grun:
+                ep = run.column("trust_region", "epoch")
+                sel = np.isfinite(ep)
+                if update is not None:
+                    upd = run.column("trust_region", "update")
+                    target = np.nanmin(upd) if update == "first" else float(update)
+                    sel &= upd == target
+                epochs_all.append(ep[sel])
+                lo_all.append(run.column("trust_region", "ratio_min")[sel])
+                hi_all.append(run.column("trust_region", "ratio_max")[sel])
+            ep, lo, hi = (np.concatenate(a) for a in (epochs_all, lo_all, hi_all))
+            if not len(ep):
+                continue
+            xs = np.unique(ep)
+            mean_hi = np.array([np.nanmean(hi[ep == e]) for e in xs])
+            mean_lo = np.array([np.nanmean(lo[ep == e]) for e in xs])
+            ext_hi = np.array([np.nanmax(hi[ep == e]) for e in xs])
+            ext_lo = np.array([np.nanmin(lo[ep == e]) for e in xs])
+            color = f"C{gi % 10}"
+            label = _curve_label(group_by, gval, show, len(grun))
+            plotted += 1
+            ax.plot(xs, mean_hi, color=color, label=label)
+            ax.plot(xs, mean_lo, color=color, linestyle="--")
+            ax.fill_between(xs, ext_lo, ext_hi, color=color, alpha=0.12, linewidth=0)
+            bounds = _clip_range(grun[0])
+            if bounds is not None:
+                for b in bounds:
+                    ax.axhline(b, color=color, linestyle=":", linewidth=0.8)
+        ax.axhline(1.0, color="0.5", linewidth=0.5)
+        ax.set_xlabel("optimisation epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("ratio (max solid, min dashed)")
+        ax.set_title(_facet_title(facet, fval, len(facets)))
+        _legend(ax)
+    if not plotted:
+        raise PlotInputError(f"no trust_region.csv rows with a finite epoch for update={update!r}")
+    return _save(fig, out)
+
+
+def _ecdf(ax, values: np.ndarray, label: str, color: str) -> None:
+    values = np.sort(values[np.isfinite(values)])
+    if not len(values):
+        return
+    frac = np.arange(1, len(values) + 1) / len(values)
+    xs, ys = np.concatenate([[values[0]], values]), np.concatenate([[0.0], frac])
+    ax.step(xs, ys, where="post", color=color, label=label)
+
+
+def plot_tv_cdf(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    source: str = "metrics",
+    group_by: Sequence[str] = ("env", "num_agents", "clip_eps", "ratio", "algo"),
+) -> Path:
+    """Fig. 2 / 7: empirical CDFs of the per-agent TV (left) and of the summed TV (right).
+
+    Left: every ``tv_<i>`` value (all agents, all rows, all seeds of a group) pooled -- the
+    decentralised trust region E_s D_TV(pi_i, pi~_i).  Right: ``sum_tv`` -- the centralised trust
+    region alpha of Theorem 4.3.  ``source`` is ``"metrics"`` (one value per update) or
+    ``"trust_region"`` (one per optimisation epoch, as in Fig. 7).  One curve per group; labels
+    show the grouping keys that vary (clip for Fig. 2 left, number of agents for Fig. 2 right).
+    """
+    if source not in _TABLE_FILES:
+        raise PlotInputError(f"source {source!r} is invalid; allowed: {', '.join(_TABLE_FILES)}")
+    runs_ = find_runs(runs)
+    _require_table(runs_, source, ("sum_tv",))
+    for run in runs_:
+        if not run.agent_columns(source, "tv"):
+            raise PlotInputError(f"{run.path / _TABLE_FILES[source]}: no per-agent tv_<i> columns")
+    fig, axes = _new_figure(1, 2)
+    group_by = _curve_keys(runs_, group_by)
+    show = _varying(runs_, group_by) or list(group_by[:1])
+    for gi, (gval, grun) in enumerate(_group(runs_, group_by)):
+        color = f"C{gi % 10}"
+        label = _curve_label(group_by, gval, show, len(grun))
+        per_agent = np.concatenate(
+            [run.column(source, c) for run in grun for c in run.agent_columns(source, "tv")]
+        )
+        summed = np.concatenate([run.column(source, "sum_tv") for run in grun])
+        _ecdf(axes[0, 0], per_agent, label, color)
+        _ecdf(axes[0, 1], summed, label, color)
+    axes[0, 0].set_xlabel(r"$\mathbb{E}_s D_{TV}(\pi_i, \tilde\pi_i)$ per agent")
+    axes[0, 1].set_xlabel(_LABELS["sum_tv"])
+    axes[0, 0].set_title("decentralised trust region")
+    axes[0, 1].set_title("centralised trust region")
+    for ax in axes[0]:
+        ax.set_ylabel("cumulative fraction")
+        ax.set_ylim(0.0, 1.02)
+        _legend(ax)
+    return _save(fig, out)
+
+
+def _curves_grid(
+    runs_: Sequence[Run],
+    out: str | Path,
+    rows: Sequence[str],
+    group_by: Sequence[str],
+    facet: str | Sequence[str] | None,
+    x_col: str = "env_steps",
+    transpose: bool = False,
+) -> Path:
+    """Grid of y-vs-x curves: one row per metric (only metrics some run has data for) and one
+    column per facet value (or the transpose); one curve per group, mean +- std over seeds."""
+    rows = [m for m in rows if any(r.has_data("metrics", m) for r in runs_)]
+    if not rows:
+        raise PlotInputError("no run has data for any of the plotted metrics")
+    facets = _facets(runs_, facet)
+    group_by = _curve_keys(runs_, group_by, facet)
+    show = _varying(runs_, group_by) or list(group_by[:1])
+    nr, nc = (len(facets), len(rows)) if transpose else (len(rows), len(facets))
+    fig, axes = _new_figure(nr, nc)
+    for fi, (fval, frun) in enumerate(facets):
+        for mi, metric in enumerate(rows):
+            ax = axes[fi, mi] if transpose else axes[mi, fi]
+            for gi, (gval, grun) in enumerate(_group(frun, group_by)):
+                with_data = [r for r in grun if r.has_data("metrics", metric)]
+                agg = _aggregate(with_data, "metrics", x_col, metric) if with_data else None
+                if agg is not None:
+                    _plot_band(ax, agg, _curve_label(group_by, gval, show, agg[3]), f"C{gi % 10}")
+            ax.set_xlabel(_LABELS.get(x_col, x_col))
+            ax.set_ylabel(_LABELS.get(metric, metric))
+            title = _facet_title(facet, fval, len(facets))
+            if title and (transpose or mi == 0):
+                ax.set_title(title)
+            _legend(ax)
+    return _save(fig, out)
+
+
+def plot_returns_and_tv(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    tv_col: str = "sum_tv",
+    group_by: Sequence[str] = ("clip_eps", "ratio", "algo"),
+    facet: str | Sequence[str] | None = "env",
+) -> Path:
+    """Fig. 3 / 8: return, trust-region estimate ``tv_col`` and (if logged) win rate vs env steps.
+
+    Reads ``metrics.csv``; one curve per clip value (labels show whichever of ``group_by``
+    varies), mean +- std over seeds; one column per ``facet`` value (map).
+    """
+    runs_ = find_runs(runs)
+    _require_table(runs_, "metrics", ("env_steps", "return_mean", tv_col))
+    return _curves_grid(runs_, out, ["return_mean", tv_col, "win_rate"], group_by, facet)
+
+
+def plot_joint_vs_independent(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    tv_col: str = "joint_tv_bound",
+    group_by: Sequence[str] = ("ratio",),
+    facet: str | Sequence[str] = "clip_eps",
+) -> Path:
+    """Fig. 9 / 10: joint versus independent ratio clipping at each clip value.
+
+    One row per clip value (and map, when several), columns: joint divergence estimate
+    ``tv_col`` (default the union bound; ``"joint_kl"`` or ``"sum_tv"`` also work), return, and
+    win rate when logged (Fig. 10).  One curve per ``ratio`` type, mean +- std over seeds.
+    """
+    runs_ = find_runs(runs)
+    _require_table(runs_, "metrics", ("env_steps", "return_mean", tv_col))
+    if len({_hashable(r.get("env")) for r in runs_}) > 1:
+        keys = _facet_keys(facet)
+        facet = keys if "env" in keys else ("env",) + keys  # one row per (map, clip value)
+    return _curves_grid(
+        runs_, out, [tv_col, "return_mean", "win_rate"], group_by, facet, transpose=True
+    )
+
+
+def plot_ippo_vs_mappo(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    group_by: Sequence[str] = ("algo",),
+    facet: str | Sequence[str] | None = "env",
+) -> Path:
+    """Fig. 4: IPPO against MAPPO on each map: win rate (when logged) and return vs env steps,
+    one column per map, one curve per ``algo``, mean +- std over seeds."""
+    runs_ = find_runs(runs)
+    _require_table(runs_, "metrics", ("env_steps", "return_mean"))
+    return _curves_grid(runs_, out, ["win_rate", "return_mean"], group_by, facet)
+
+
+def plot_learning_curve(run: str | Path, out: str | Path) -> Path:
+    """One run: return vs env steps, and win rate beside it when the run logs one."""
+    found = find_runs([run])
+    if len(found) != 1:
+        raise PlotInputError(f"{run}: expected one run folder, found {len(found)}")
+    r = found[0]
+    _require_table(found, "metrics", ("env_steps", "return_mean"))
+    metrics = ["return_mean"] + (["win_rate"] if r.has_data("metrics", "win_rate") else [])
+    fig, axes = _new_figure(1, len(metrics))
+    for ax, metric in zip(axes[0], metrics):
+        x, y = _xy(r, "metrics", "env_steps", metric)
+        ax.plot(x, y, color="C0")
+        ax.set_xlabel(_LABELS["env_steps"])
+        ax.set_ylabel(_LABELS.get(metric, metric))
+    desc = ", ".join(
+        f"{k} {r.get(k)}" for k in ("algo", "env", "ratio", "clip_eps", "seed") if r.get(k) is not None
+    )
+    fig.suptitle(desc or str(r.path), fontsize="medium")
+    return _save(fig, out)
+
+
+FIGURES: dict[str, Callable[..., Path]] = {
+    "ratio-range": plot_ratio_range,
+    "tv-cdf": plot_tv_cdf,
+    "returns-tv": plot_returns_and_tv,
+    "joint-vs-independent": plot_joint_vs_independent,
+    "ippo-vs-mappo": plot_ippo_vs_mappo,
+}

@@ -1,0 +1,180 @@
+"""trustmarl.plotting against synthetic run folders written to the run-folder contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trustmarl import plotting as pl
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    algo="ippo",
+    env="2s3z",
+    clip_eps=0.1,
+    ratio="independent",
+    seed=0,
+    num_agents=3,
+    updates=6,
+    epochs=4,
+    wins=True,
+    steps_per_update=1000,
+) -> Path:
+    """Write config.json, metrics.csv and trust_region.csv like the trainer does."""
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = {"algo": algo, "env": env, "clip_eps": clip_eps, "ratio": ratio, "seed": seed,
+           "num_agents": num_agents, "ppo": {"epochs": epochs}}
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = np.random.default_rng(seed + int(1000 * clip_eps))
+    agents = range(num_agents)
+
+    m_cols = ["update", "env_steps", "return_mean", "win_rate", "sum_tv", "joint_tv_bound", "joint_kl"]
+    m_cols += [f"{p}_{i}" for i in agents for p in ("ratio_min", "ratio_max", "tv")]
+    with (run / "metrics.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=m_cols)
+        w.writeheader()
+        for u in range(updates):
+            tv = r.uniform(0, clip_eps, num_agents)
+            row = {"update": u, "env_steps": (u + 1) * steps_per_update, "return_mean": u + r.normal(),
+                   "win_rate": (u / updates if wins else ""), "sum_tv": tv.sum(),
+                   "joint_tv_bound": min(1.0, tv.sum()), "joint_kl": 2 * tv.sum() ** 2}
+            for i in agents:
+                row[f"ratio_min_{i}"] = 1 - clip_eps * r.uniform(0.5, 1.5)
+                row[f"ratio_max_{i}"] = 1 + clip_eps * r.uniform(0.5, 1.5)
+                row[f"tv_{i}"] = tv[i]
+            w.writerow(row)
+
+    t_cols = ["update", "epoch", "env_steps", "ratio_min", "ratio_max", "sum_tv", "joint_tv_bound",
+              "joint_tv_mc", "joint_kl"]
+    t_cols += [f"{p}_{i}" for i in agents for p in ("ratio_min", "ratio_max", "tv", "kl")]
+    with (run / "trust_region.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=t_cols)
+        w.writeheader()
+        for u in range(updates):
+            for e in range(epochs):
+                growth = clip_eps * (e + 1) / epochs
+                tv = r.uniform(0, growth, num_agents)
+                row = {"update": u, "epoch": e, "env_steps": (u + 1) * steps_per_update,
+                       "ratio_min": 1 - growth * 1.2, "ratio_max": 1 + growth * 1.3, "sum_tv": tv.sum(),
+                       "joint_tv_bound": min(1.0, tv.sum()), "joint_tv_mc": 0.9 * min(1.0, tv.sum()),
+                       "joint_kl": 2 * tv.sum() ** 2}
+                for i in agents:
+                    row[f"ratio_min_{i}"] = 1 - growth
+                    row[f"ratio_max_{i}"] = 1 + growth
+                    row[f"tv_{i}"] = tv[i]
+                    row[f"kl_{i}"] = 2 * tv[i] ** 2
+                w.writerow(row)
+    return run
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> list[Path]:
+    """Clip sweep x 2 seeds x joint/independent on one map, plus IPPO/MAPPO on a second map."""
+    runs = []
+    for clip in (0.1, 0.3):
+        for seed in (0, 1):
+            for ratio in ("independent", "joint"):
+                runs.append(write_run(tmp_path / "runs", f"{ratio}_c{clip}_s{seed}", clip_eps=clip,
+                                      seed=seed, ratio=ratio))
+    for algo in ("ippo", "mappo"):
+        for seed in (0, 1):
+            runs.append(write_run(tmp_path / "runs", f"{algo}_3m_s{seed}", algo=algo, env="3m",
+                                  seed=seed, num_agents=3, wins=True))
+    return runs
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file()
+    data = path.read_bytes()
+    assert len(data) > 1000 and data.startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("name", sorted(pl.FIGURES))
+def test_every_figure_writes_png(sweep, tmp_path, name):
+    out = tmp_path / "figs" / f"{name}.png"
+    got = pl.FIGURES[name](sweep, out)
+    assert got == out
+    assert_png(out)
+
+
+def test_figures_registry():
+    assert set(pl.FIGURES) == {"ratio-range", "tv-cdf", "returns-tv", "joint-vs-independent", "ippo-vs-mappo"}
+    assert all(callable(f) for f in pl.FIGURES.values())
+
+
+def test_root_folder_is_searched_and_options(sweep, tmp_path):
+    root = sweep[0].parent
+    assert len(pl.find_runs([root])) == len(sweep)
+    assert_png(pl.plot_ratio_range([root], tmp_path / "a.png", update="first"))
+    assert_png(pl.plot_ratio_range(sweep[:4], tmp_path / "b.png", update=2, facet=None))
+    assert_png(pl.plot_tv_cdf(sweep[:8], tmp_path / "c.png", source="trust_region"))
+    assert_png(pl.plot_returns_and_tv(sweep[:8], tmp_path / "d.png", tv_col="joint_tv_bound"))
+    assert_png(pl.plot_joint_vs_independent(sweep[:8], tmp_path / "e.png", tv_col="joint_kl"))
+
+
+def test_learning_curve(tmp_path):
+    run = write_run(tmp_path, "one", wins=False)
+    assert_png(pl.plot_learning_curve(run, tmp_path / "lc.png"))
+    run2 = write_run(tmp_path, "two", wins=True)
+    assert_png(pl.plot_learning_curve(str(run2), tmp_path / "sub" / "lc2.png"))
+
+
+def test_seeds_on_different_grids_are_interpolated(tmp_path):
+    a = write_run(tmp_path, "a", seed=0, steps_per_update=1000, updates=6)
+    b = write_run(tmp_path, "b", seed=1, steps_per_update=1500, updates=5)
+    runs = pl.find_runs([a, b])
+    x, mean, std, n = pl._aggregate(runs, "metrics", "env_steps", "return_mean")
+    assert n == 2 and x[0] >= 1500 and x[-1] <= 6000
+    assert np.all(np.isfinite(mean)) and np.all(std >= 0)
+    # win rate all empty -> no data, curve skipped
+    c = write_run(tmp_path, "c", wins=False)
+    assert pl._aggregate(pl.find_runs([c]), "metrics", "env_steps", "win_rate") is None
+    assert math.isnan(pl.load_run(c).column("metrics", "win_rate")[0])
+
+
+def one_line_error(fn, *args, match: str, **kw):
+    with pytest.raises(pl.PlotInputError) as err:
+        fn(*args, **kw)
+    msg = str(err.value)
+    assert "\n" not in msg and match in msg, msg
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("name", sorted(pl.FIGURES))
+def test_no_runs_is_an_error(tmp_path, name):
+    one_line_error(pl.FIGURES[name], [], tmp_path / "x.png", match="no run directories")
+
+
+def test_bad_inputs(tmp_path):
+    run = write_run(tmp_path, "r")
+    out = tmp_path / "x.png"
+    one_line_error(pl.plot_returns_and_tv, [tmp_path / "nope"], out, match="no such run directory")
+    one_line_error(pl.plot_ratio_range, [run], out, match="update=99", update=99)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(pl.plot_tv_cdf, [empty], out, match="no run folder")
+    (run / "trust_region.csv").unlink()
+    one_line_error(pl.plot_ratio_range, [run], out, match="trust_region.csv: file missing")
+    (run / "metrics.csv").write_text("update,env_steps\n0,10\n")
+    one_line_error(pl.plot_returns_and_tv, [run], out, match="missing column 'return_mean'")
+    one_line_error(pl.plot_tv_cdf, [run], out, match="missing column 'sum_tv'")
+    (run / "metrics.csv").write_text("update,env_steps,return_mean\n")
+    one_line_error(pl.plot_learning_curve, run, out, match="no rows")
+    (run / "config.json").write_text("{not json")
+    one_line_error(pl.plot_learning_curve, run, out, match="invalid JSON")
+    (run / "config.json").unlink()
+    one_line_error(pl.plot_learning_curve, run, out, match="config.json: file missing")
+    one_line_error(pl.plot_tv_cdf, [tmp_path], out, match="no run folder", source="metrics")
+    one_line_error(pl.plot_tv_cdf, [tmp_path], out, match="allowed", source="bogus")
+    assert not out.exists()

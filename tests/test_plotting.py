@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -29,8 +30,12 @@ def write_run(
     epochs=4,
     wins=True,
     steps_per_update=1000,
+    seeds_in_run=0,
 ) -> Path:
-    """Write config.json, metrics.csv and trust_region.csv like the trainer does."""
+    """Write config.json, metrics.csv and trust_region.csv like the trainer does.
+
+    ``seeds_in_run`` > 0 adds a ``seed`` column with one row per (seed, update [, epoch]), as
+    trustmarl.run writes for seeds vmapped inside one run."""
     run = root / name
     run.mkdir(parents=True)
     cfg = {"algo": algo, "env": env, "clip_eps": clip_eps, "ratio": ratio, "seed": seed,
@@ -39,42 +44,46 @@ def write_run(
     r = np.random.default_rng(seed + int(1000 * clip_eps))
     agents = range(num_agents)
 
-    m_cols = ["update", "env_steps", "return_mean", "win_rate", "sum_tv", "joint_tv_bound", "joint_kl"]
+    seed_ids = list(range(seeds_in_run)) or [None]
+    seed_col = ["seed"] if seeds_in_run else []
+
+    m_cols = seed_col + ["update", "env_steps", "return_mean", "win_rate", "sum_tv", "joint_tv_bound", "joint_kl"]
     m_cols += [f"{p}_{i}" for i in agents for p in ("ratio_min", "ratio_max", "tv")]
     with (run / "metrics.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=m_cols)
         w.writeheader()
-        for u in range(updates):
+        for u, sid in itertools.product(range(updates), seed_ids):
             tv = r.uniform(0, clip_eps, num_agents)
-            row = {"update": u, "env_steps": (u + 1) * steps_per_update, "return_mean": u + r.normal(),
-                   "win_rate": (u / updates if wins else ""), "sum_tv": tv.sum(),
-                   "joint_tv_bound": min(1.0, tv.sum()), "joint_kl": 2 * tv.sum() ** 2}
+            row = {} if sid is None else {"seed": sid}
+            row |= {"update": u, "env_steps": (u + 1) * steps_per_update, "return_mean": u + r.normal(),
+                    "win_rate": (u / updates if wins else ""), "sum_tv": tv.sum(),
+                    "joint_tv_bound": min(1.0, tv.sum()), "joint_kl": 2 * tv.sum() ** 2}
             for i in agents:
                 row[f"ratio_min_{i}"] = 1 - clip_eps * r.uniform(0.5, 1.5)
                 row[f"ratio_max_{i}"] = 1 + clip_eps * r.uniform(0.5, 1.5)
                 row[f"tv_{i}"] = tv[i]
             w.writerow(row)
 
-    t_cols = ["update", "epoch", "env_steps", "ratio_min", "ratio_max", "sum_tv", "joint_tv_bound",
-              "joint_tv_mc", "joint_kl"]
+    t_cols = seed_col + ["update", "epoch", "env_steps", "ratio_min", "ratio_max", "sum_tv", "joint_tv_bound",
+                         "joint_tv_mc", "joint_kl"]
     t_cols += [f"{p}_{i}" for i in agents for p in ("ratio_min", "ratio_max", "tv", "kl")]
     with (run / "trust_region.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=t_cols)
         w.writeheader()
-        for u in range(updates):
-            for e in range(epochs):
-                growth = clip_eps * (e + 1) / epochs
-                tv = r.uniform(0, growth, num_agents)
-                row = {"update": u, "epoch": e, "env_steps": (u + 1) * steps_per_update,
-                       "ratio_min": 1 - growth * 1.2, "ratio_max": 1 + growth * 1.3, "sum_tv": tv.sum(),
-                       "joint_tv_bound": min(1.0, tv.sum()), "joint_tv_mc": 0.9 * min(1.0, tv.sum()),
-                       "joint_kl": 2 * tv.sum() ** 2}
-                for i in agents:
-                    row[f"ratio_min_{i}"] = 1 - growth
-                    row[f"ratio_max_{i}"] = 1 + growth
-                    row[f"tv_{i}"] = tv[i]
-                    row[f"kl_{i}"] = 2 * tv[i] ** 2
-                w.writerow(row)
+        for u, e, sid in itertools.product(range(updates), range(epochs), seed_ids):
+            growth = clip_eps * (e + 1) / epochs
+            tv = r.uniform(0, growth, num_agents)
+            row = {} if sid is None else {"seed": sid}
+            row |= {"update": u, "epoch": e, "env_steps": (u + 1) * steps_per_update,
+                    "ratio_min": 1 - growth * 1.2, "ratio_max": 1 + growth * 1.3, "sum_tv": tv.sum(),
+                    "joint_tv_bound": min(1.0, tv.sum()), "joint_tv_mc": 0.9 * min(1.0, tv.sum()),
+                    "joint_kl": 2 * tv.sum() ** 2}
+            for i in agents:
+                row[f"ratio_min_{i}"] = 1 - growth
+                row[f"ratio_max_{i}"] = 1 + growth
+                row[f"tv_{i}"] = tv[i]
+                row[f"kl_{i}"] = 2 * tv[i] ** 2
+            w.writerow(row)
     return run
 
 
@@ -100,7 +109,10 @@ def assert_png(path: Path) -> None:
     assert len(data) > 1000 and data.startswith(PNG_MAGIC)
 
 
-@pytest.mark.parametrize("name", sorted(pl.FIGURES))
+MULTI_RUN = sorted(set(pl.FIGURES) - {"learning-curve"})
+
+
+@pytest.mark.parametrize("name", MULTI_RUN)
 def test_every_figure_writes_png(sweep, tmp_path, name):
     out = tmp_path / "figs" / f"{name}.png"
     got = pl.FIGURES[name](sweep, out)
@@ -109,7 +121,9 @@ def test_every_figure_writes_png(sweep, tmp_path, name):
 
 
 def test_figures_registry():
-    assert set(pl.FIGURES) == {"ratio-range", "tv-cdf", "returns-tv", "joint-vs-independent", "ippo-vs-mappo"}
+    assert set(pl.FIGURES) == {
+        "ratio-range", "tv-cdf", "returns-tv", "joint-vs-independent", "ippo-vs-mappo", "learning-curve"
+    }
     assert all(callable(f) for f in pl.FIGURES.values())
 
 
@@ -128,6 +142,18 @@ def test_learning_curve(tmp_path):
     assert_png(pl.plot_learning_curve(run, tmp_path / "lc.png"))
     run2 = write_run(tmp_path, "two", wins=True)
     assert_png(pl.plot_learning_curve(str(run2), tmp_path / "sub" / "lc2.png"))
+    assert_png(pl.FIGURES["learning-curve"]([run2], tmp_path / "lc3.png"))
+    one_line_error(pl.FIGURES["learning-curve"], [run, run2], tmp_path / "x.png", match="exactly one run")
+
+
+def test_seed_column_splits_curves(tmp_path):
+    multi = write_run(tmp_path / "runs", "vmapped", seeds_in_run=3, seed=7)
+    other = write_run(tmp_path / "runs", "single", seed=8)
+    x, mean, std, n = pl._aggregate(pl.find_runs([multi, other]), "metrics", "env_steps", "return_mean")
+    assert n == 4 and len(x) == 6 and np.all(np.diff(x) > 0)
+    assert_png(pl.plot_learning_curve(multi, tmp_path / "lc.png"))
+    for name in MULTI_RUN:
+        assert_png(pl.FIGURES[name]([multi, other], tmp_path / f"{name}.png"))
 
 
 def test_seeds_on_different_grids_are_interpolated(tmp_path):
@@ -141,6 +167,26 @@ def test_seeds_on_different_grids_are_interpolated(tmp_path):
     c = write_run(tmp_path, "c", wins=False)
     assert pl._aggregate(pl.find_runs([c]), "metrics", "env_steps", "win_rate") is None
     assert math.isnan(pl.load_run(c).column("metrics", "win_rate")[0])
+
+
+def test_virtual_keys_and_grouping(tmp_path):
+    a = write_run(tmp_path, "a", clip_eps=0.2)
+    cfg = json.loads((a / "config.json").read_text())
+    cfg |= {"env": "smax", "map": "3s5z", "clip_alpha": 0.5, "clip_eps_effective": 0.5 / 3}
+    (a / "config.json").write_text(json.dumps(cfg))
+    run = pl.load_run(a)
+    assert run.get("task") == "3s5z" and run.get("clip") == pytest.approx(0.5 / 3)
+    assert run.get("ppo.epochs") == 4 and run.get("ppo.missing", 1) == 1
+    b = write_run(tmp_path, "b", env="mpe_spread", clip_eps=0.2)
+    cfg = json.loads((b / "config.json").read_text()) | {"map": "3m", "no_clip": True}
+    (b / "config.json").write_text(json.dumps(cfg))
+    assert pl.load_run(b).get("task") == "mpe_spread" and pl.load_run(b).get("clip") == "none"
+    # runs differing in an identity key are not averaged together even if group_by omits it
+    c = write_run(tmp_path, "c", algo="mappo", seed=3)
+    d = write_run(tmp_path, "d", algo="ippo", seed=4)
+    runs = pl.find_runs([c, d])
+    assert pl._curve_keys(runs, ("clip",)) == ("clip", "algo")
+    assert_png(pl.plot_returns_and_tv([a, b, c, d], tmp_path / "mixed.png"))
 
 
 def one_line_error(fn, *args, match: str, **kw):

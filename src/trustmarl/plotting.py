@@ -1,6 +1,6 @@
 """Figures of Sun et al. (2022) from trainer run folders (matplotlib, Agg, no pyplot state).
 
-Run-folder contract (written by the trainer)::
+Run-folder contract (written by the trainer, ``trustmarl.run``)::
 
     RUN/config.json        resolved config; at least "algo", "env", "clip_eps",
                            "ratio" ("independent" | "joint"), "seed", "num_agents"
@@ -11,12 +11,17 @@ Run-folder contract (written by the trainer)::
                            ratio_max (over agents), sum_tv, joint_tv_bound, joint_tv_mc, joint_kl,
                            and per agent ratio_min_<i>, ratio_max_<i>, tv_<i>, kl_<i>
 
-Every multi-run function takes ``runs`` (run folders, or folders searched recursively for
-``config.json``) and ``out`` (the image path; its suffix picks the format), groups runs by config
-values, averages seeds (mean +- std), and returns ``out`` as a ``Path``.  Runs that differ in an
-``IDENTITY_KEYS`` value (algo, env, num_agents, ratio, clip_eps) are never averaged together; curve
-labels show only the grouping keys whose values differ between the runs.  Bad input (no runs, a missing file or
-column, no rows) raises ``PlotInputError`` (a ``ValueError``) with a one-line message.
+An optional ``seed`` column (the trainer vmaps seeds inside one run and writes a row per seed)
+splits a table into one curve per seed.  Every multi-run function takes ``runs`` (run folders, or
+folders searched recursively for ``config.json``) and ``out`` (the image path; its suffix picks
+the format), groups runs by config values, averages seeds (every seed of every run folder is one
+sample of the mean +- std), and returns ``out`` as a ``Path``.  Runs that differ in an
+``IDENTITY_KEYS`` value (algo, task, num_agents, ratio, clip, clip_kind) are never averaged together;
+curve labels show only the grouping keys whose values differ between the runs.  ``Run.get``
+resolves two virtual keys: "task" (the SMAX map, else the env) and "clip" (the clip value in
+effect: clip_eps_effective / clip_eps, or "none" with no_clip).  Bad input (no
+runs, a missing file or column, no rows) raises ``PlotInputError`` (a ``ValueError``) with a
+one-line message.
 
 Figures (paper numbering):
   * ``plot_ratio_range``           Fig. 1    min/max ratio vs optimisation epoch, per clip value.
@@ -25,6 +30,8 @@ Figures (paper numbering):
   * ``plot_joint_vs_independent``  Fig. 9/10 joint TV, return, win rate: joint vs independent ratio clipping.
   * ``plot_ippo_vs_mappo``         Fig. 4    IPPO vs MAPPO across maps.
   * ``plot_learning_curve``        one run: return (and win rate) vs env steps.
+
+``FIGURES`` maps CLI names to the multi-run functions ("learning-curve" takes exactly one run).
 """
 
 from __future__ import annotations
@@ -62,6 +69,10 @@ TRUST_REGION_FILE = "trust_region.csv"
 _TABLE_FILES = {"metrics": METRICS_FILE, "trust_region": TRUST_REGION_FILE}
 _LABELS = {
     "clip_eps": "clip",
+    "clip": "clip",
+    "clip_kind": "",
+    "map": "",
+    "task": "",
     "num_agents": "N",
     "ratio": "ratio",
     "algo": "",
@@ -119,7 +130,19 @@ class Run:
     _tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Config value; dotted keys reach into nested sections ("ppo.clip_eps")."""
+        """Config value; dotted keys reach into nested sections ("ppo.clip_eps").
+
+        Virtual keys: ``"task"`` is the SMAX map for SMAX runs, else ``env``; ``"clip"`` is the clip value actually used: ``"none"`` when ``no_clip`` is
+        set, else ``clip_eps_effective`` when the config records it (``clip_alpha / N``), else
+        ``clip_eps``."""
+        if key == "task":
+            env, smax_map = self.get("env", default), self.get("map")
+            return smax_map if smax_map and "smax" in str(env).lower() else env
+        if key == "clip":
+            if self.get("no_clip"):
+                return "none"
+            eff = self.get("clip_eps_effective")
+            return eff if eff is not None else self.get("clip_eps", default)
         value: Any = self.config
         for part in key.split("."):
             if not isinstance(value, dict) or part not in value:
@@ -227,7 +250,7 @@ def _hashable(value: Any) -> Any:
 
 # Config keys that identify an experiment (everything but the seed): runs that differ in one of
 # them are never averaged together, even when the caller's group_by omits it.
-IDENTITY_KEYS = ("algo", "env", "num_agents", "ratio", "clip_eps")
+IDENTITY_KEYS = ("algo", "task", "num_agents", "ratio", "clip", "clip_kind")
 
 
 def _curve_keys(runs: Sequence[Run], group_by: Sequence[str], facet=None) -> tuple[str, ...]:
@@ -256,18 +279,39 @@ def _curve_label(keys, values, show, n_seeds: int) -> str:
     return f"{base} (n={n_seeds})" if n_seeds > 1 else base
 
 
-def _xy(run: Run, table: str, x_col: str, y_col: str) -> tuple[np.ndarray, np.ndarray]:
+def _xy(run: Run, table: str, x_col: str, y_col: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The run's y(x) curves, one per value of the table's ``seed`` column (the trainer vmaps
+    seeds and writes one row per (seed, update)); one curve when there is no such column."""
     x, y = run.column(table, x_col), run.column(table, y_col)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    order = np.argsort(x, kind="stable")
-    return x[order], y[order]
+    seeds = run.table(table).get("seed")
+    if seeds is None or not np.isfinite(seeds).any():
+        groups = [np.ones_like(x, dtype=bool)]
+    else:
+        groups = [seeds == s for s in np.unique(seeds[np.isfinite(seeds)])]
+    curves = []
+    for sel in groups:
+        ok = sel & np.isfinite(x) & np.isfinite(y)
+        xs, ys = x[ok], y[ok]
+        order = np.argsort(xs, kind="stable")
+        curves.append((xs[order], ys[order]))
+    return curves
+
+
+def _n_seeds(runs: Sequence[Run], table: str) -> int:
+    """Number of seed curves in ``runs`` (distinct values of a ``seed`` column, else 1 per run)."""
+    total = 0
+    for run in runs:
+        seeds = run.table(table).get("seed")
+        finite = seeds[np.isfinite(seeds)] if seeds is not None else np.array([])
+        total += max(1, len(np.unique(finite)))
+    return total
 
 
 def _aggregate(runs: Sequence[Run], table: str, x_col: str, y_col: str):
-    """Mean and std over runs (seeds) of y(x); runs on different x grids are interpolated onto the
-    densest grid restricted to the x-range all runs cover.  Returns None when no run has data."""
-    curves = [_xy(r, table, x_col, y_col) for r in runs]
+    """Mean and std over seeds (every seed of every run) of y(x); curves on different x grids are
+    interpolated onto the densest grid restricted to the x-range all of them cover.
+    Returns (x, mean, std, number of curves), or None when no curve has data."""
+    curves = [c for r in runs for c in _xy(r, table, x_col, y_col)]
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
         return None
@@ -277,7 +321,7 @@ def _aggregate(runs: Sequence[Run], table: str, x_col: str, y_col: str):
     else:
         lo = max(x[0] for x, _ in curves)
         hi = min(x[-1] for x, _ in curves)
-        if lo > hi:  # no common range: fall back to the longest run alone
+        if lo > hi:  # no common range: fall back to the longest curve alone
             x, y = max(curves, key=lambda c: len(c[0]))
             return x, y, np.zeros_like(y), 1
         densest = max(curves, key=lambda c: len(c[0]))[0]
@@ -340,7 +384,7 @@ def _legend(ax) -> None:
 
 
 def _clip_range(run: Run) -> tuple[float, float] | None:
-    eps = run.get("clip_eps")
+    eps = run.get("clip")
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
         return None
     kind = run.get("clip_kind", "symmetric")
@@ -357,8 +401,8 @@ def plot_ratio_range(
     out: str | Path,
     *,
     update: int | str | None = None,
-    group_by: Sequence[str] = ("clip_eps",),
-    facet: str | Sequence[str] | None = "env",
+    group_by: Sequence[str] = ("clip",),
+    facet: str | Sequence[str] | None = "task",
 ) -> Path:
     """Fig. 1: min and max ratio against the optimisation epoch, one line pair per clip value.
 
@@ -397,7 +441,7 @@ def plot_ratio_range(
             ext_hi = np.array([np.nanmax(hi[ep == e]) for e in xs])
             ext_lo = np.array([np.nanmin(lo[ep == e]) for e in xs])
             color = f"C{gi % 10}"
-            label = _curve_label(group_by, gval, show, len(grun))
+            label = _curve_label(group_by, gval, show, _n_seeds(grun, "trust_region"))
             plotted += 1
             ax.plot(xs, mean_hi, color=color, label=label)
             ax.plot(xs, mean_lo, color=color, linestyle="--")
@@ -431,7 +475,7 @@ def plot_tv_cdf(
     out: str | Path,
     *,
     source: str = "metrics",
-    group_by: Sequence[str] = ("env", "num_agents", "clip_eps", "ratio", "algo"),
+    group_by: Sequence[str] = ("task", "num_agents", "clip", "ratio", "algo"),
 ) -> Path:
     """Fig. 2 / 7: empirical CDFs of the per-agent TV (left) and of the summed TV (right).
 
@@ -453,7 +497,7 @@ def plot_tv_cdf(
     show = _varying(runs_, group_by) or list(group_by[:1])
     for gi, (gval, grun) in enumerate(_group(runs_, group_by)):
         color = f"C{gi % 10}"
-        label = _curve_label(group_by, gval, show, len(grun))
+        label = _curve_label(group_by, gval, show, _n_seeds(grun, source))
         per_agent = np.concatenate(
             [run.column(source, c) for run in grun for c in run.agent_columns(source, "tv")]
         )
@@ -512,8 +556,8 @@ def plot_returns_and_tv(
     out: str | Path,
     *,
     tv_col: str = "sum_tv",
-    group_by: Sequence[str] = ("clip_eps", "ratio", "algo"),
-    facet: str | Sequence[str] | None = "env",
+    group_by: Sequence[str] = ("clip", "ratio", "algo"),
+    facet: str | Sequence[str] | None = "task",
 ) -> Path:
     """Fig. 3 / 8: return, trust-region estimate ``tv_col`` and (if logged) win rate vs env steps.
 
@@ -531,7 +575,7 @@ def plot_joint_vs_independent(
     *,
     tv_col: str = "joint_tv_bound",
     group_by: Sequence[str] = ("ratio",),
-    facet: str | Sequence[str] = "clip_eps",
+    facet: str | Sequence[str] = "clip",
 ) -> Path:
     """Fig. 9 / 10: joint versus independent ratio clipping at each clip value.
 
@@ -541,9 +585,9 @@ def plot_joint_vs_independent(
     """
     runs_ = find_runs(runs)
     _require_table(runs_, "metrics", ("env_steps", "return_mean", tv_col))
-    if len({_hashable(r.get("env")) for r in runs_}) > 1:
+    if len({_hashable(r.get("task")) for r in runs_}) > 1:
         keys = _facet_keys(facet)
-        facet = keys if "env" in keys else ("env",) + keys  # one row per (map, clip value)
+        facet = keys if "task" in keys else ("task",) + keys  # one row per (map, clip value)
     return _curves_grid(
         runs_, out, [tv_col, "return_mean", "win_rate"], group_by, facet, transpose=True
     )
@@ -554,7 +598,7 @@ def plot_ippo_vs_mappo(
     out: str | Path,
     *,
     group_by: Sequence[str] = ("algo",),
-    facet: str | Sequence[str] | None = "env",
+    facet: str | Sequence[str] | None = "task",
 ) -> Path:
     """Fig. 4: IPPO against MAPPO on each map: win rate (when logged) and return vs env steps,
     one column per map, one curve per ``algo``, mean +- std over seeds."""
@@ -564,24 +608,39 @@ def plot_ippo_vs_mappo(
 
 
 def plot_learning_curve(run: str | Path, out: str | Path) -> Path:
-    """One run: return vs env steps, and win rate beside it when the run logs one."""
+    """One run: return vs env steps, and win rate beside it when the run logs one (each seed of
+    the run as a thin line, with mean +- std, when metrics.csv has several seeds)."""
     found = find_runs([run])
     if len(found) != 1:
         raise PlotInputError(f"{run}: expected one run folder, found {len(found)}")
     r = found[0]
     _require_table(found, "metrics", ("env_steps", "return_mean"))
     metrics = ["return_mean"] + (["win_rate"] if r.has_data("metrics", "win_rate") else [])
-    fig, axes = _new_figure(1, len(metrics))
+    fig, axes = _new_figure(1, len(metrics), w=5.0)
     for ax, metric in zip(axes[0], metrics):
-        x, y = _xy(r, "metrics", "env_steps", metric)
-        ax.plot(x, y, color="C0")
+        curves = _xy(r, "metrics", "env_steps", metric)
+        if len(curves) > 1:  # several seeds in the run: thin line each, mean +- std on top
+            for x, y in curves:
+                ax.plot(x, y, color="C0", alpha=0.25, linewidth=0.8)
+            agg = _aggregate([r], "metrics", "env_steps", metric)
+            if agg is not None:
+                _plot_band(ax, agg, f"mean of {agg[3]} seeds", "C0")
+                _legend(ax)
+        else:
+            ax.plot(*curves[0], color="C0")
         ax.set_xlabel(_LABELS["env_steps"])
         ax.set_ylabel(_LABELS.get(metric, metric))
-    desc = ", ".join(
-        f"{k} {r.get(k)}" for k in ("algo", "env", "ratio", "clip_eps", "seed") if r.get(k) is not None
-    )
-    fig.suptitle(desc or str(r.path), fontsize="medium")
+    keys = [k for k in ("algo", "task", "ratio", "clip", "seed") if r.get(k) is not None]
+    desc = _label(keys, [r.get(k) for k in keys], keys)
+    fig.suptitle(desc or str(r.path), fontsize="medium", wrap=True)
     return _save(fig, out)
+
+
+def _learning_curve_figure(runs: Sequence[str | Path], out: str | Path) -> Path:
+    found = find_runs(runs)
+    if len(found) != 1:
+        raise PlotInputError(f"learning-curve takes exactly one run folder, got {len(found)}")
+    return plot_learning_curve(found[0].path, out)
 
 
 FIGURES: dict[str, Callable[..., Path]] = {
@@ -590,4 +649,5 @@ FIGURES: dict[str, Callable[..., Path]] = {
     "returns-tv": plot_returns_and_tv,
     "joint-vs-independent": plot_joint_vs_independent,
     "ippo-vs-mappo": plot_ippo_vs_mappo,
+    "learning-curve": _learning_curve_figure,
 }

@@ -82,11 +82,13 @@ def _make_smax(map: str = "3m", global_state: str = "agent_specific", see_enemy_
 
 
 # --- MPE ---------------------------------------------------------------------------------------
-def _make_mpe_spread(num_agents: int = 3, global_state: str = "concat_obs"):
+def _make_mpe_spread(num_agents: int = 3, global_state: str = "concat_obs", continuous: bool = False):
     if not isinstance(num_agents, int) or num_agents < 1:
         raise ValueError(f"num_agents={num_agents!r} must be an integer >= 1")
     jaxmarl = _quiet_jaxmarl()
-    env = jaxmarl.make("MPE_simple_spread_v3", num_agents=num_agents, num_landmarks=num_agents)
+    # Continuous MPE actions are Box(0, 1, (5,)): per-direction forces, as in PettingZoo's MPE.
+    env = jaxmarl.make("MPE_simple_spread_v3", num_agents=num_agents, num_landmarks=num_agents,
+                       action_type="Continuous" if continuous else "Discrete")
     return JaxMARLAdapter(env, f"mpe_spread:{num_agents}", global_state=global_state)
 
 
@@ -108,7 +110,7 @@ class EnvEntry:
 
 ENVS: dict[str, EnvEntry] = {
     "mpe_spread": EnvEntry(_make_mpe_spread, "JaxMARL MPE simple_spread_v3 (N agents, N landmarks)",
-                           ("num_agents",)),
+                           ("num_agents", "continuous")),
     "smax": EnvEntry(_make_smax, "JaxMARL SMAX with the heuristic enemy (SMAC stand-in)", ("map",)),
     "spread": EnvEntry(_own("spread", "make_spread"), "trustmarl Spread: N agents, reward structures "
                        "standard/sep/mix/ful (MAMT App. D)", ("num_agents", "reward_structure")),
@@ -127,7 +129,6 @@ def make_env(name: str, **options) -> JaxMARLAdapter:
     """Build env ``name`` with ``options``; unknown names or options give a one-line error."""
     if name not in ENVS:
         raise ValueError(f"env={name!r} is unknown; allowed: {', '.join(ENVS)}")
-    options = {k: v for k, v in options.items() if v is not None}
     if "global_state" in options and options["global_state"] not in GLOBAL_STATE_KINDS:
         raise ValueError(f"global_state={options['global_state']!r} is not one of {GLOBAL_STATE_KINDS}")
     try:

@@ -183,8 +183,7 @@ class JaxMARLAdapter:
     def _env_masks_actions(self) -> bool:
         # MPE and others leave get_avail_actions unimplemented: every (unpadded) action is then available.
         try:
-            _, state = self.env.reset(jax.random.PRNGKey(0))
-            self.env.get_avail_actions(state)
+            jax.eval_shape(lambda k: self.env.get_avail_actions(self.env.reset(k)[1]), jax.random.PRNGKey(0))
         except NotImplementedError:
             return False
         return True
@@ -193,9 +192,9 @@ class JaxMARLAdapter:
     def _world_dim(self, obs_dim: int, n: int) -> int:
         if self.hooks.world_state is None:
             return obs_dim * n
-        _, state = self.env.reset(jax.random.PRNGKey(0))
         obs = jnp.zeros((n, obs_dim))
-        return int(jax.eval_shape(lambda s: self.hooks.world_state(self.env, s, obs), state).shape[0])
+        probe = lambda k: self.hooks.world_state(self.env, self.env.reset(k)[1], obs)  # noqa: E731
+        return int(jax.eval_shape(probe, jax.random.PRNGKey(0)).shape[0])
 
     # -- pieces ---------------------------------------------------------------------------------
     def _stack_obs(self, obs: dict) -> jax.Array:

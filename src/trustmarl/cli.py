@@ -1,0 +1,169 @@
+"""``trustmarl`` command line.
+
+    trustmarl train [algo=<name>] [env=<name>] [key=value ...]   train (default: MAPPO on MPE simple_spread)
+    trustmarl resume RUN_DIR                                     continue an interrupted run
+    trustmarl eval RUN_DIR [--episodes K] [--sampled]            return / win rate from the last checkpoint
+    trustmarl render RUN_DIR [--out FILE.gif] [--sampled]        GIF of one episode (MPE, SMAX)
+    trustmarl list                                               algorithms, envs, SMAX maps
+    trustmarl plot FIGURE RUN_DIR... [--out FILE.png]            trust-region figures (Sun et al.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _fail(msg: str) -> int:
+    print(f"trustmarl: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def cmd_train(args) -> int:
+    from trustmarl.config import Config, ConfigError
+    if args.help_keys:
+        print("trustmarl train [key=value ...]; keys:\n" + Config.describe())
+        return 0
+    try:
+        config = Config.from_args(args.overrides)
+        from trustmarl import run
+        print(f"training {config.algo} on {config.env}"
+              + (f" map={config.map}" if config.env == "smax" else "")
+              + f" for {config.total_env_steps:,} env steps, {config.num_seeds} seed(s)")
+        summary = run.train(config)
+    except ConfigError as err:
+        return _fail(str(err))
+    _print_summary(summary)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from trustmarl import run
+    from trustmarl.config import ConfigError
+    try:
+        config = run.load_config(Path(args.run_dir))
+        summary = run.train(config, run_dir=Path(args.run_dir), resume=True)
+    except (ConfigError, FileNotFoundError) as err:
+        return _fail(str(err))
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(s: dict):
+    win = "" if s["final_win_rate"] != s["final_win_rate"] else f", win rate {s['final_win_rate']:.2f}"
+    print(f"done: {s['env_steps']:,} env steps, final return {s['final_return']:.2f}{win}, "
+          f"{s['env_steps_per_s']:,.0f} env-steps/s (compile {s['compile_s']:.1f}s)")
+    print(f"run folder: {s['run_dir']}")
+    if s.get("learning_curve"):
+        print(f"learning curve: {s['learning_curve']}")
+
+
+def _load_policy(run_dir: Path, seed_index: int = 0):
+    import jax
+    from trustmarl import run
+    from trustmarl.trainer import make_train
+    config = run.load_config(run_dir)
+    trainer = make_train(config)
+    state = run.restore_checkpoint(run_dir, run.init_state(trainer))
+    if not 0 <= seed_index < config.num_seeds:
+        raise ValueError(f"--seed-index={seed_index} must be in [0, {config.num_seeds - 1}]")
+    params = jax.tree.map(lambda x: x[seed_index], state.learner.actor_params)
+    return trainer, params
+
+
+def cmd_eval(args) -> int:
+    import jax
+    from trustmarl.evaluation import evaluate
+    try:
+        trainer, params = _load_policy(Path(args.run_dir), args.seed_index)
+        out = evaluate(trainer, params, jax.random.PRNGKey(args.seed), args.episodes, greedy=not args.sampled)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_render(args) -> int:
+    import jax
+    from trustmarl.evaluation import render_gif
+    try:
+        trainer, params = _load_policy(Path(args.run_dir), args.seed_index)
+        out = Path(args.out) if args.out else Path(args.run_dir) / "episode.gif"
+        path = render_gif(trainer, params, jax.random.PRNGKey(args.seed), out, greedy=not args.sampled)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from trustmarl.algos import ALGORITHMS
+    from trustmarl.envs import ENVS, list_smax_maps
+    print("algorithms:")
+    for a in ALGORITHMS.values():
+        print(f"  {a.name:<8} {a.summary}  [{a.reference}]")
+    print("environments:")
+    for name, e in ENVS.items():
+        opts = f" (options: {', '.join(e.options)})" if e.options else ""
+        print(f"  {name:<12} {e.doc}{opts}")
+    print("SMAX maps (allies vs enemies):")
+    for name, (allies, enemies) in list_smax_maps().items():
+        print(f"  {name:<22} {allies:>3} agents vs {enemies:>3}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from trustmarl import plotting
+    figures = getattr(plotting, "FIGURES", {})
+    if args.figure not in figures:
+        return _fail(f"figure {args.figure!r} is unknown; allowed: {', '.join(figures)}")
+    try:
+        out = figures[args.figure](args.runs, args.out or f"{args.figure}.png")
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trustmarl", description="Cooperative MARL with trust regions, in JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (key=value overrides; --keys lists them)")
+    t.add_argument("overrides", nargs="*", help="key=value")
+    t.add_argument("--keys", dest="help_keys", action="store_true", help="list every config key")
+    t.set_defaults(func=cmd_train)
+    r = sub.add_parser("resume", help="resume an interrupted run from its last checkpoint")
+    r.add_argument("run_dir")
+    r.set_defaults(func=cmd_resume)
+    for name, func, extra in (("eval", cmd_eval, True), ("render", cmd_render, False)):
+        e = sub.add_parser(name, help=f"{name} a trained policy")
+        e.add_argument("run_dir")
+        e.add_argument("--sampled", action="store_true", help="sample actions instead of greedy")
+        e.add_argument("--seed", type=int, default=0)
+        e.add_argument("--seed-index", type=int, default=0, help="which of the run's seeds")
+        if extra:
+            e.add_argument("--episodes", type=int, default=32)
+        else:
+            e.add_argument("--out", default=None)
+        e.set_defaults(func=func)
+    sub.add_parser("list", help="algorithms, environments, SMAX maps").set_defaults(func=cmd_list)
+    pl = sub.add_parser("plot", help="trust-region figures from run folders")
+    pl.add_argument("figure")
+    pl.add_argument("runs", nargs="+")
+    pl.add_argument("--out", default=None)
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

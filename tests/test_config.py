@@ -1,0 +1,70 @@
+"""Config validation: one-line errors naming the key, the value and what is allowed."""
+import pytest
+
+from trustmarl.config import Config, ConfigError
+
+
+def _err(**kw):
+    with pytest.raises(ConfigError) as info:
+        Config.build(kw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_unknown_key_is_named_with_suggestion():
+    msg = _err(learning_rat=1e-3)
+    assert "learning_rat" in msg
+
+
+def test_close_key_suggests():
+    assert "did you mean clip_eps" in _err(clip_epss=0.1)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"lr": -1.0}, "lr=-1.0 must be > 0"),
+    ({"gamma": 1.5}, "gamma=1.5 must be <= 1"),
+    ({"ratio": "both"}, "ratio='both' is not one of independent, joint"),
+    ({"algo": "dqn"}, "algo='dqn' is unknown"),
+    ({"env": "atari"}, "env='atari' is unknown"),
+    ({"num_envs": 0}, "num_envs=0 must be >= 1"),
+    ({"network": "lstm"}, "network='lstm' is not one of ff, gru"),
+    ({"hidden": ()}, "hidden=() must be"),
+])
+def test_bad_values(kw, needle):
+    assert needle in _err(**kw)
+
+
+def test_cli_strings_are_parsed_and_bad_ones_named():
+    c = Config.from_args(["lr=1e-3", "hidden=32,32", "anneal_lr=false", "num_envs=8", "algo=ippo"])
+    assert c.lr == 1e-3 and c.hidden == (32, 32) and c.anneal_lr is False and c.num_envs == 8
+    with pytest.raises(ConfigError, match="num_envs='eight' is not an integer"):
+        Config.from_args(["num_envs=eight"])
+    with pytest.raises(ConfigError, match="is not key=value"):
+        Config.from_args(["lr"])
+
+
+def test_minibatches_must_divide_batch():
+    msg = _err(num_envs=3, rollout_length=5, num_minibatches=4)
+    assert "num_minibatches=4 must divide the 15" in msg
+    msg = _err(network="gru", num_envs=6, num_minibatches=4)
+    assert "must divide the 6 envs" in msg
+
+
+def test_layering_algorithm_preset_user():
+    mappo = Config.build({"algo": "mappo", "env": "smax"})
+    assert mappo.value_norm and mappo.critic_input == "global" and mappo.network == "gru"  # algo + preset
+    ippo = Config.build({"algo": "ippo", "env": "mpe_spread"})
+    assert ippo.critic_input == "local" and not ippo.value_norm
+    user = Config.build({"algo": "mappo", "env": "smax", "network": "ff"})
+    assert user.network == "ff"
+
+
+def test_clip_alpha_gives_eps_over_n():
+    c = Config.build({"algo": "jrppo", "clip_alpha": 0.6})
+    assert c.derived(3)["clip_eps"] == pytest.approx(0.2)
+    assert c.derived(6)["clip_eps"] == pytest.approx(0.1)
+
+
+def test_env_options_json_checked():
+    assert "is not JSON" in _err(env_options="{bad")

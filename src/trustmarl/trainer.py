@@ -106,7 +106,9 @@ class Trainer:
     Calling the trainer, ``trainer(rng)``, is the pure ``train(rng)`` of the purejaxrl pattern.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, env=None):
+        """``env``: an already-built environment with a ``spec`` (e.g. a host vector env); default: the
+        registry's JAX env named by ``config.env``."""
         self.config = c = config
         self.algo = ALGORITHMS[c.algo]
         env_opts = json.loads(c.env_options) if c.env_options else {}
@@ -117,12 +119,13 @@ class Trainer:
         if c.global_state != "auto":
             env_opts["global_state"] = c.global_state
         try:
-            self.env = make_env(c.env, **env_opts)
+            self.env = env if env is not None else make_env(c.env, **env_opts)
         except ValueError as err:
             from trustmarl.config import ConfigError
             raise ConfigError(str(err)) from None
         self.spec = spec = self.env.spec
-        self.env.compute_state = c.critic_input == "global"
+        if hasattr(self.env, "compute_state"):
+            self.env.compute_state = c.critic_input == "global"
         self.num_agents = A = spec.num_agents
         self.d = d = c.derived(A)
         self.num_updates = d["num_updates"]
@@ -166,16 +169,21 @@ class Trainer:
         return state if self.config.critic_input == "global" else self._with_id(obs)
 
     # -- init ---------------------------------------------------------------------------------------------
-    def init(self, rng: jax.Array) -> TrainState:
-        c, A, E = self.config, self.num_agents, self.config.num_envs
-        rng, k_a, k_c, k_env = jax.random.split(rng, 4)
+    def init_learner(self, rng: jax.Array) -> LearnerState:
+        """Fresh parameters, optimiser states and value normaliser."""
+        k_a, k_c = jax.random.split(rng)
         actor_params = init_agents(self.actor, k_a, jnp.zeros((self.actor_in_dim,)),
                                    jnp.ones((self.spec.num_actions,), bool))
         critic_params = init_agents(self.critic, k_c, jnp.zeros((self.critic_in_dim,)))
+        return LearnerState(actor_params, critic_params, self.actor_tx.init(actor_params),
+                            self.critic_tx.init(critic_params), L.value_norm_init())
+
+    def init(self, rng: jax.Array) -> TrainState:
+        A, E = self.num_agents, self.config.num_envs
+        rng, k_learn, k_env = jax.random.split(rng, 3)
+        learner = self.init_learner(k_learn)
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, E))
         h = jnp.zeros((E, A, self.hidden_size))
-        learner = LearnerState(actor_params, critic_params, self.actor_tx.init(actor_params),
-                               self.critic_tx.init(critic_params), L.value_norm_init())
         runner = RunnerState(env_state, ts, jnp.ones((E,), bool), h, h)
         return TrainState(learner, runner, rng, jnp.zeros((), jnp.int32))
 
@@ -362,14 +370,16 @@ class Trainer:
                                           num_mc_samples=4)
 
     # -- one update ---------------------------------------------------------------------------------------
-    def update(self, state: TrainState, _=None):
+    def learn(self, learner: LearnerState, traj: Transition, start: RunnerState, end: RunnerState, rng: jax.Array):
+        """Everything after the rollout: critic pass, advantages, epochs, measurements.
+
+        ``start``/``end`` are the runner states before and after the rollout (only their hidden states,
+        reset flags and last timestep are read), so a rollout collected on the host (``trustmarl.host``)
+        goes through the very same learning step. Returns ``(learner, critic_h, metrics)``.
+        """
         c = self.config
-        rng, k_roll, k_epochs = jax.random.split(state.rng, 3)
-        runner_start = state.runner
-        runner, traj = self.rollout(state.learner, runner_start, k_roll)
-        values, targets, adv, critic_h = self.evaluate(state.learner, runner_start, runner, traj)
-        runner = runner._replace(critic_h=critic_h)
-        batch = self._make_batch(traj, values, targets, adv, runner_start)
+        values, targets, adv, critic_h = self.evaluate(learner, start, end, traj)
+        batch = self._make_batch(traj, values, targets, adv, start)
 
         def epoch(learner, key):
             k_perm, k_meas = jax.random.split(key)
@@ -378,9 +388,14 @@ class Trainer:
             tr = self.measure(learner.actor_params, batch, k_meas) if c.measure_trust_region else None
             return learner, (mb_metrics, tr)
 
-        learner, (mb_metrics, tr) = jax.lax.scan(epoch, state.learner, jax.random.split(k_epochs, c.update_epochs))
-        metrics = self._summarise(traj, mb_metrics, tr)
-        return TrainState(learner, runner, rng, state.update + 1), metrics
+        learner, (mb_metrics, tr) = jax.lax.scan(epoch, learner, jax.random.split(rng, c.update_epochs))
+        return learner, critic_h, self._summarise(traj, mb_metrics, tr)
+
+    def update(self, state: TrainState, _=None):
+        rng, k_roll, k_learn = jax.random.split(state.rng, 3)
+        runner, traj = self.rollout(state.learner, state.runner, k_roll)
+        learner, critic_h, metrics = self.learn(state.learner, traj, state.runner, runner, k_learn)
+        return TrainState(learner, runner._replace(critic_h=critic_h), rng, state.update + 1), metrics
 
     def _summarise(self, traj: Transition, mb, tr) -> dict:
         """Per-update metrics: scalars, per-agent [A] arrays, and per-epoch trust-region arrays."""
@@ -420,6 +435,6 @@ class Trainer:
         return jax.lax.scan(self.update, state, None, num_updates)
 
 
-def make_train(config: Config) -> Trainer:
+def make_train(config: Config, env=None) -> Trainer:
     """``train = make_train(config); state, metrics = jax.jit(train)(rng)`` (``jax.vmap`` it over seeds)."""
-    return Trainer(config)
+    return Trainer(config, env)

@@ -378,6 +378,11 @@ def _facet_title(facet: str | Sequence[str] | None, value: tuple, n_facets: int)
     return _label(keys, value, keys)
 
 
+def _colors(runs: Sequence[Run], group_by: Sequence[str]) -> dict[tuple, str]:
+    """One colour per group over all runs, so a group keeps its colour in every panel."""
+    return {gval: f"C{i % 10}" for i, (gval, _) in enumerate(_group(runs, group_by))}
+
+
 def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
@@ -417,10 +422,11 @@ def plot_ratio_range(
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
     show = _varying(runs_, group_by) or list(group_by[:1])
+    colors = _colors(runs_, group_by)
     fig, axes = _new_figure(1, len(facets))
     plotted = 0
     for ax, (fval, frun) in zip(axes[0], facets):
-        for gi, (gval, grun) in enumerate(_group(frun, group_by)):
+        for gval, grun in _group(frun, group_by):
             epochs_all, lo_all, hi_all = [], [], []
             for run in grun:
                 ep = run.column("trust_region", "epoch")
@@ -440,7 +446,7 @@ def plot_ratio_range(
             mean_lo = np.array([np.nanmean(lo[ep == e]) for e in xs])
             ext_hi = np.array([np.nanmax(hi[ep == e]) for e in xs])
             ext_lo = np.array([np.nanmin(lo[ep == e]) for e in xs])
-            color = f"C{gi % 10}"
+            color = colors[gval]
             label = _curve_label(group_by, gval, show, _n_seeds(grun, "trust_region"))
             plotted += 1
             ax.plot(xs, mean_hi, color=color, label=label)
@@ -532,16 +538,17 @@ def _curves_grid(
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
     show = _varying(runs_, group_by) or list(group_by[:1])
+    colors = _colors(runs_, group_by)
     nr, nc = (len(facets), len(rows)) if transpose else (len(rows), len(facets))
     fig, axes = _new_figure(nr, nc)
     for fi, (fval, frun) in enumerate(facets):
         for mi, metric in enumerate(rows):
             ax = axes[fi, mi] if transpose else axes[mi, fi]
-            for gi, (gval, grun) in enumerate(_group(frun, group_by)):
+            for gval, grun in _group(frun, group_by):
                 with_data = [r for r in grun if r.has_data("metrics", metric)]
                 agg = _aggregate(with_data, "metrics", x_col, metric) if with_data else None
                 if agg is not None:
-                    _plot_band(ax, agg, _curve_label(group_by, gval, show, agg[3]), f"C{gi % 10}")
+                    _plot_band(ax, agg, _curve_label(group_by, gval, show, agg[3]), colors[gval])
             ax.set_xlabel(_LABELS.get(x_col, x_col))
             ax.set_ylabel(_LABELS.get(metric, metric))
             title = _facet_title(facet, fval, len(facets))

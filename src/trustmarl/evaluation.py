@@ -92,21 +92,62 @@ def episode_states(trainer: Trainer, actor_params, key: jax.Array, greedy: bool 
     return seq
 
 
-def render_gif(trainer: Trainer, actor_params, key: jax.Array, out: Path, greedy: bool = True) -> Path:
-    """Draw one episode to a GIF with JaxMARL's visualisers (MPE and SMAX)."""
+def _draw_mpe(ax, env, state):
+    import matplotlib.patches as mpatches
+    n = env.num_agents
+    for i, (pos, rad) in enumerate(zip(np.asarray(state.p_pos), np.asarray(env.rad))):
+        colour = "tab:blue" if i < n else "0.6"
+        ax.add_patch(mpatches.Circle(pos, float(rad), color=colour, alpha=0.9 if i < n else 0.6))
+    lim = max(1.5, float(np.abs(np.asarray(state.p_pos)).max()) + 0.3)  # keep wandering agents in view
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+
+
+def _draw_smax(ax, env, state):
+    smax = env._env if hasattr(env, "_env") else env
+    st = state.state if hasattr(state, "state") else state
+    pos, alive = np.asarray(st.unit_positions), np.asarray(st.unit_alive)
+    health = np.asarray(st.unit_health) / np.asarray(smax.unit_type_health)[np.asarray(st.unit_types)]
+    teams = np.asarray(st.unit_teams)
+    for team, colour in ((0, "tab:blue"), (1, "tab:red")):
+        m = (teams == team) & alive
+        ax.scatter(pos[m, 0], pos[m, 1], s=40 + 160 * health[m], c=colour, edgecolors="k")
+        d = (teams == team) & ~alive
+        ax.scatter(pos[d, 0], pos[d, 1], marker="x", c=colour, alpha=0.5)
+    ax.set_xlim(0, smax.map_width)
+    ax.set_ylim(0, smax.map_height)
+
+
+def render_gif(trainer: Trainer, actor_params, key: jax.Array, out: Path, greedy: bool = True,
+               fps: int = 8) -> Path:
+    """Draw one episode of env 0 to a GIF (MPE spread: agents blue, landmarks grey; SMAX: allies blue,
+    enemies red, marker size by health, dead units as crosses).
+
+    JaxMARL 0.2.0's own visualisers call ``init_render`` methods its MPE and SMAX envs no longer have, so
+    frames are drawn here from the env state with matplotlib and written with imageio.
+    """
+    import imageio.v2 as imageio
     import matplotlib
     matplotlib.use("Agg")
-    from jaxmarl.viz.visualizer import SMAXVisualizer, Visualizer
-    seq = episode_states(trainer, actor_params, key, greedy)
-    inner_env = trainer.env.env
-    if trainer.config.env == "smax":
-        # SMAX ticks several world steps per env step; its visualiser expands (key, state, actions) triples.
-        viz = SMAXVisualizer(inner_env, seq)
-    elif trainer.config.env == "mpe_spread":
-        viz = Visualizer(inner_env, [s for _, s, _ in seq])
-    else:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    draw = {"mpe_spread": _draw_mpe, "smax": _draw_smax}.get(trainer.config.env)
+    if draw is None:
         raise ValueError(f"render supports env=mpe_spread and env=smax, not {trainer.config.env!r}")
+    seq = episode_states(trainer, actor_params, key, greedy)
+    frames = []
+    for t, (_, state, _) in enumerate(seq):
+        fig = Figure(figsize=(4, 4), dpi=80)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        draw(ax, trainer.env.env, state)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{trainer.spec.name}  t={t}", fontsize=9)
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    viz.animate(save_fname=str(out), view=False)
+    imageio.mimsave(out, frames, duration=1.0 / fps, loop=0)
     return out

@@ -177,7 +177,7 @@ class JaxMARLAdapter:
             [[u < a for u in range(self.spec.num_actions)] for a, _ in acts], dtype=bool)
         self._has_avail = self._discrete and self._env_masks_actions()
         # A trainer whose critic reads local observations switches this off: the global state is then
-        # a [A, 0] array and costs nothing inside the rollout loop.
+        # a constant [A, 1] placeholder (not [A, 0]: orbax cannot checkpoint empty arrays).
         self.compute_state = True
 
     def _env_masks_actions(self) -> bool:
@@ -236,7 +236,7 @@ class JaxMARLAdapter:
         if self.compute_state:
             state = self._global_state(env_state, obs, alive)
         else:
-            state = jnp.zeros((self.spec.num_agents, 0), jnp.float32)
+            state = jnp.zeros((self.spec.num_agents, 1), jnp.float32)
         return obs, state, self._avail(env_state), alive
 
     # -- API ------------------------------------------------------------------------------------

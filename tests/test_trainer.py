@@ -148,15 +148,17 @@ def test_centralised_critic_sees_other_agents():
 def test_mappo_learns_two_agent_spread():
     """Learning test with a threshold: MAPPO on 2-agent simple_spread improves the team return.
 
-    Random play scores about -17 per episode (team mean reward summed over 26 steps); 120k steps of MAPPO
-    reach about -11 on this seed. The threshold leaves a margin.
+    Two seeds vmapped, 160k env steps each. The first 10 updates score about -21 per episode (team mean reward
+    summed over 26 steps); the last 10 reach -14 and -18 on these seeds (seen 2026-11-21). The test asks the
+    seed mean to improve by at least 3 and every seed by at least 1.5.
     """
     from trustmarl.config import Config
-    cfg = Config.build(dict(algo="mappo", env="mpe_spread", num_agents=2, total_env_steps=120_000,
+    cfg = Config.build(dict(algo="mappo", env="mpe_spread", num_agents=2, total_env_steps=160_000,
                             num_envs=32, rollout_length=25, update_epochs=5, num_minibatches=1, lr=7e-4,
                             measure_trust_region=False, progress=False))
     trainer = make_train(cfg)
-    _, m = jax.jit(trainer)(jax.random.PRNGKey(0))
+    _, m = jax.jit(jax.vmap(trainer))(jax.random.split(jax.random.PRNGKey(0), 2))
     r = np.asarray(m["return_mean"])
-    first, last = np.nanmean(r[:10]), np.nanmean(r[-10:])
-    assert last > first + 3.0, (first, last)
+    first, last = np.nanmean(r[:, :10], 1), np.nanmean(r[:, -10:], 1)
+    assert (last - first).mean() > 3.0, (first, last)
+    assert (last - first).min() > 1.5, (first, last)

@@ -66,6 +66,10 @@ class Config:
                         "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"))
     no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions")
+    measure_at: str = _f("epoch_end", "epoch_end: an extra actor pass on every rollout state after each epoch "
+                         "(exact); minibatch: from the loss's own forward passes, i.e. each state under the "
+                         "policy just before its minibatch step (free, lags by at most one step)",
+                         choices=("epoch_end", "minibatch"))
     # --- critic (seam: what the critic sees) and MAPPO tricks ----------------------------------------------
     critic_input: str = _f("global", "critic input: local (IPPO) or global (MAPPO)", choices=("local", "global"))
     value_norm: bool = _f(False, "normalise value targets with a running mean/std (MAPPO ValueNorm)")

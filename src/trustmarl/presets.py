@@ -9,7 +9,7 @@ from __future__ import annotations
 _MPE = {"num_envs": 16, "rollout_length": 128, "update_epochs": 4, "num_minibatches": 4, "lr": 2.5e-4,
         "max_grad_norm": 0.5, "activation": "tanh", "network": "ff", "hidden": (64, 64)}
 _SMAX = {"num_envs": 128, "rollout_length": 128, "update_epochs": 4, "num_minibatches": 4,
-         "network": "gru", "hidden": (128, 128), "activation": "relu", "max_grad_norm": 0.25,
+         "network": "gru", "hidden": (128,), "activation": "relu", "max_grad_norm": 0.25,
          "total_env_steps": 10_000_000}
 
 PRESETS: dict[tuple[str, str], dict] = {

@@ -188,24 +188,54 @@ class Trainer:
         return TrainState(learner, runner, rng, jnp.zeros((), jnp.int32))
 
     # -- rollout ------------------------------------------------------------------------------------------
+    def _env_step(self, keys, env_state, actions):
+        """Step the batch of envs (the adapter's conditional-reset batch step when it has one)."""
+        if hasattr(self.env, "step_batch"):
+            return self.env.step_batch(keys, env_state, actions)
+        return jax.vmap(self.env.step)(keys, env_state, actions)
+
+    def _sample(self, out: jax.Array, noise: jax.Array):
+        """Sample actions from actor outputs ``out`` [E, A, ·] with pre-drawn ``noise``; returns (action, logp).
+
+        Discrete: inverse-CDF sampling, ``a = #{k : F_k < u·F_U}`` with ``F`` the cumulative probabilities and
+        one uniform ``u`` per agent (masked actions have zero mass, so they are never drawn). Gaussian:
+        ``a = μ + σ·ξ``. Drawing all of a rollout's noise in one call before the time loop, and one number per
+        agent rather than Gumbel noise per action, makes sampling several times cheaper on a CPU than calling
+        ``distrax``'s ``sample`` inside the loop; the distribution is the same.
+        """
+        if self.spec.discrete:
+            logp_all = jax.nn.log_softmax(out, axis=-1)
+            cdf = jnp.cumsum(jnp.exp(logp_all), axis=-1)
+            action = jnp.sum(cdf < noise[..., None] * cdf[..., -1:], axis=-1)
+            action = jnp.minimum(action, self.spec.num_actions - 1)
+            logp = jnp.take_along_axis(logp_all, action[..., None], axis=-1)[..., 0]
+            return action, logp
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        action = mean + jnp.exp(log_std) * noise
+        return action, distribution(out, False).log_prob(action)
+
     def rollout(self, learner: LearnerState, runner: RunnerState, rng: jax.Array):
         c = self.config
-        E = c.num_envs
+        E, A, T = c.num_envs, self.num_agents, c.rollout_length
+        k_noise, k_env = jax.random.split(rng)
+        if self.spec.discrete:
+            noise = jax.random.uniform(k_noise, (T, E, A))
+        else:
+            noise = jax.random.normal(k_noise, (T, E, A, self.spec.num_actions))
+        env_keys = jax.random.split(k_env, T * E).reshape((T, E) + k_env.shape)
 
-        def step(runner: RunnerState, key):
-            k_act, k_env = jax.random.split(key)
+        def step(runner: RunnerState, xs):
+            step_noise, keys = xs
             ts = runner.timestep
             x = self._with_id(ts.obs)
             h, out = apply_agents(self.actor, learner.actor_params, runner.actor_h, x[None],
                                   runner.reset[None], ts.avail[None])
             out = out[0]
-            pi = distribution(out, self.spec.discrete)
-            action = pi.sample(seed=k_act)
-            logp = pi.log_prob(action)
+            action, logp = self._sample(out, step_noise)
             # Gaussian samples are clipped for the env only: the log-prob stays that of the sampled action.
             env_action = action if self.spec.discrete else jnp.clip(
                 action, self.spec.action_low, self.spec.action_high)
-            env_state, nts = jax.vmap(self.env.step)(jax.random.split(k_env, E), runner.env_state, env_action)
+            env_state, nts = self._env_step(keys, runner.env_state, env_action)
             done = nts.terminated | nts.truncated
             final_cin = self._critic_in(nts.final_obs, nts.final_state) if c.bootstrap_truncation else None
             tr = Transition(
@@ -216,8 +246,7 @@ class Trainer:
                 ep_length=nts.episode.returned_length.astype(jnp.float32), ep_won=nts.episode.returned_won)
             return RunnerState(env_state, nts, done, h, runner.critic_h), tr
 
-        runner, traj = jax.lax.scan(step, runner, jax.random.split(rng, c.rollout_length))
-        return runner, traj
+        return jax.lax.scan(step, runner, (noise, env_keys))
 
     # -- critic pass and advantages ---------------------------------------------------------------------
     def evaluate(self, learner: LearnerState, runner_start: RunnerState, runner_end: RunnerState,
@@ -251,9 +280,7 @@ class Trainer:
         """Seam 2 (ratio) and seam 3 (surrogate, clipping); returns (loss, per-agent diagnostics)."""
         c = self.config
         _, out = apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset, b.avail)
-        pi = distribution(out, self.spec.discrete)
-        logp = pi.log_prob(b.action)
-        entropy = pi.entropy()
+        logp, entropy = self._logp_entropy(out, b.action)
         mask = self._mask(b.active)
         log_ratio = TR.independent_log_ratio(logp, b.logp)
         if c.ratio == "joint":
@@ -273,7 +300,18 @@ class Trainer:
         loss = pg_loss - c.ent_coef * ent
         metrics = jax.lax.stop_gradient(self._actor_diagnostics(log_ratio, clipped, entropy, mask))
         metrics["policy_loss"] = jax.lax.stop_gradient(pg_loss)
+        if c.measure_trust_region and c.measure_at == "minibatch":
+            metrics["tr"] = self._measure_outputs(b, jax.lax.stop_gradient(out), jax.lax.stop_gradient(logp))
         return loss, metrics
+
+    def _logp_entropy(self, out, action):
+        """Log-prob of ``action`` and entropy; for categoricals from one shared log-softmax."""
+        if self.spec.discrete:
+            logp_all = jax.nn.log_softmax(out, axis=-1)
+            logp = jnp.take_along_axis(logp_all, action[..., None], axis=-1)[..., 0]
+            return logp, -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+        pi = distribution(out, False)
+        return pi.log_prob(action), pi.entropy()
 
     def _actor_diagnostics(self, log_ratio, clipped, entropy, mask):
         axes = tuple(range(log_ratio.ndim - 1))
@@ -355,19 +393,38 @@ class Trainer:
         return Batch(**seq, actor_h=h, critic_h=h)
 
     # -- trust-region measurement -------------------------------------------------------------------------
-    def measure(self, actor_params, batch: Batch, key) -> TR.UpdateMeasures:
+    def measure(self, actor_params, batch: Batch, key=None) -> TR.UpdateMeasures:
         """Measurements of the update so far against the behaviour policy, on every rollout state."""
         _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
-        pi = distribution(out, self.spec.discrete)
-        logp_new = pi.log_prob(batch.action)
+        logp_new, _ = self._logp_entropy(out, batch.action)
+        return self._measure_outputs(batch, out, logp_new)
+
+    def _measure_outputs(self, batch: Batch, out, logp_new) -> TR.UpdateMeasures:
+        # The joint TV is estimated from the rollout's own sampled joint actions (num_mc_samples=0): one
+        # unbiased draw per state from the old joint policy, at no sampling cost.
         active = self._mask(batch.active)
         if self.spec.discrete:
-            return TR.measure_update(batch.dist, out, batch.avail, active, batch.logp, logp_new, key=key,
-                                     num_mc_samples=4, exact_joint_limit=0)
+            return TR.measure_update(batch.dist, out, batch.avail, active, batch.logp, logp_new,
+                                     num_mc_samples=0, exact_joint_limit=0)
         om, ols = jnp.split(batch.dist, 2, axis=-1)
         nm, nls = jnp.split(out, 2, axis=-1)
-        return TR.measure_update_gaussian(om, ols, nm, nls, active, batch.logp, logp_new, key=key,
-                                          num_mc_samples=4)
+        return TR.measure_update_gaussian(om, ols, nm, nls, active, batch.logp, logp_new,
+                                          num_mc_samples=0, tv_method="auto")
+
+    @staticmethod
+    def _combine_measures(m: TR.UpdateMeasures) -> TR.UpdateMeasures:
+        """Merge per-minibatch measurements [M, ...] of one epoch into one (count-weighted means, min/max)."""
+        w = m.count.astype(jnp.float32)
+        wmean = lambda x: jnp.nansum(x * w, 0) / jnp.maximum(w.sum(0), 1.0)  # noqa: E731
+        tv = wmean(m.tv_mean)
+        return TR.UpdateMeasures(
+            ratio_min=jnp.nanmin(m.ratio_min, 0), ratio_max=jnp.nanmax(m.ratio_max, 0),
+            dist_ratio_min=jnp.nanmin(m.dist_ratio_min, 0), dist_ratio_max=jnp.nanmax(m.dist_ratio_max, 0),
+            tv_mean=tv, kl_mean=wmean(m.kl_mean), count=m.count.sum(0), sum_tv=jnp.nansum(tv),
+            joint_tv_bound=jnp.nanmean(m.joint_tv_bound), joint_tv_coupling=jnp.nanmean(m.joint_tv_coupling),
+            joint_tv_mc=jnp.nanmean(m.joint_tv_mc), joint_tv_exact=jnp.nanmean(m.joint_tv_exact),
+            joint_kl=jnp.nanmean(m.joint_kl), joint_ratio_min=jnp.nanmin(m.joint_ratio_min),
+            joint_ratio_max=jnp.nanmax(m.joint_ratio_max))
 
     # -- one update ---------------------------------------------------------------------------------------
     def learn(self, learner: LearnerState, traj: Transition, start: RunnerState, end: RunnerState, rng: jax.Array):
@@ -382,10 +439,14 @@ class Trainer:
         batch = self._make_batch(traj, values, targets, adv, start)
 
         def epoch(learner, key):
-            k_perm, k_meas = jax.random.split(key)
-            mbs = self._minibatches(batch, k_perm)
+            mbs = self._minibatches(batch, key)
             learner, mb_metrics = jax.lax.scan(self.minibatch_step, learner, mbs)
-            tr = self.measure(learner.actor_params, batch, k_meas) if c.measure_trust_region else None
+            tr = None
+            if c.measure_trust_region:
+                if c.measure_at == "epoch_end":
+                    tr = self.measure(learner.actor_params, batch)
+                else:
+                    tr = self._combine_measures(mb_metrics.pop("tr"))
             return learner, (mb_metrics, tr)
 
         learner, (mb_metrics, tr) = jax.lax.scan(epoch, learner, jax.random.split(rng, c.update_epochs))

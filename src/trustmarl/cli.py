@@ -6,6 +6,7 @@
     trustmarl render RUN_DIR [--out FILE.gif] [--sampled]        GIF of one episode (MPE, SMAX)
     trustmarl list                                               algorithms, envs, SMAX maps
     trustmarl plot FIGURE RUN_DIR... [--out FILE.png]            trust-region figures (Sun et al.)
+    trustmarl reproduce NAME [--budget F] [--seeds N] [--set key=value ...]   a paper figure, end to end
 """
 from __future__ import annotations
 
@@ -78,7 +79,11 @@ def _load_policy(run_dir: Path, seed_index: int = 0):
 def cmd_eval(args) -> int:
     import jax
     from trustmarl.evaluation import evaluate
+    from trustmarl.envs import ENVS
     try:
+        from trustmarl import run as R
+        if ENVS[R.load_config(Path(args.run_dir)).env].host:
+            return _fail("eval of host-path runs (PettingZoo, GRF) is not supported yet; use trustmarl.host")
         trainer, params = _load_policy(Path(args.run_dir), args.seed_index)
         out = evaluate(trainer, params, jax.random.PRNGKey(args.seed), args.episodes, greedy=not args.sampled)
     except (FileNotFoundError, ValueError) as err:
@@ -109,7 +114,7 @@ def cmd_list(args) -> int:
     print("environments:")
     for name, e in ENVS.items():
         opts = f" (options: {', '.join(e.options)})" if e.options else ""
-        print(f"  {name:<12} {e.doc}{opts}")
+        print(f"  {name:<24} {e.doc}{opts}")
     print("SMAX maps (allies vs enemies):")
     for name, (allies, enemies) in list_smax_maps().items():
         print(f"  {name:<22} {allies:>3} agents vs {enemies:>3}")
@@ -127,6 +132,33 @@ def cmd_plot(args) -> int:
         return _fail(str(err))
     print(f"wrote {out}")
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    from trustmarl import reproduce
+    from trustmarl.config import ConfigError
+    if args.name == "list":
+        for e in reproduce.EXPERIMENTS.values():
+            print(f"  {e.name:<14} {e.doc}")
+        return 0
+    try:
+        overrides = _parse_sets(args.set)
+        png = reproduce.reproduce(args.name, args.out, args.budget, args.seeds, overrides)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return _fail(str(err))
+    print(f"wrote {png}")
+    return 0
+
+
+def _parse_sets(words: list[str]) -> dict:
+    from trustmarl.config import Config, ConfigError, _parse
+    out = {}
+    for word in words:
+        if "=" not in word:
+            raise ConfigError(f"--set {word!r} is not key=value")
+        key, value = word.split("=", 1)
+        out[key] = _parse(Config._field(key), value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("runs", nargs="+")
     pl.add_argument("--out", default=None)
     pl.set_defaults(func=cmd_plot)
+    rp = sub.add_parser("reproduce", help="run a paper experiment and draw its figure ('list' lists them)")
+    rp.add_argument("name")
+    rp.add_argument("--budget", type=float, default=0.01, help="fraction of the paper's env steps")
+    rp.add_argument("--seeds", type=int, default=1)
+    rp.add_argument("--out", default="runs/reproduce")
+    rp.add_argument("--set", nargs="*", default=[], help="config overrides for every run, key=value")
+    rp.set_defaults(func=cmd_reproduce)
     return p
 
 

@@ -340,8 +340,11 @@ def _plot_band(ax, agg, label: str, color: str, **kw) -> None:
 
 
 def _new_figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
+    from matplotlib.ticker import EngFormatter
     fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+    for ax in axes.flat:
+        ax.xaxis.set_major_formatter(EngFormatter())  # 400k rather than colliding 400000 labels
     return fig, axes
 
 

@@ -15,7 +15,7 @@ _SMAX = {"num_envs": 128, "rollout_length": 128, "update_epochs": 4, "num_miniba
 PRESETS: dict[tuple[str, str], dict] = {
     ("ippo", "mpe_spread"): dict(_MPE),
     ("mappo", "mpe_spread"): {**_MPE, "lr": 7e-4, "num_envs": 32, "rollout_length": 25, "update_epochs": 10,
-                              "num_minibatches": 1, "total_env_steps": 400_000, "num_agents": 3},
+                              "num_minibatches": 1, "total_env_steps": 800_000, "num_agents": 3},
     ("jrppo", "mpe_spread"): {**_MPE, "lr": 7e-4, "num_envs": 32, "rollout_length": 25, "update_epochs": 10,
                               "num_minibatches": 1, "total_env_steps": 400_000},
     ("ippo", "smax"): {**_SMAX, "lr": 0.004, "clip_eps": 0.05, "ent_coef": 0.01},

@@ -233,7 +233,17 @@ def load_config(run_dir: Path) -> Config:
 
 
 def train(config: Config, run_dir: Path | None = None, resume: bool = False, console=None) -> dict:
-    """Run (or resume) a training job; returns a summary dict (final return, env-steps/s, paths)."""
+    """Run (or resume) a training job; returns a summary dict (final return, env-steps/s, paths).
+
+    Host-path envs (PettingZoo, GRF: ``trustmarl list`` marks them) go through :func:`trustmarl.host.host_train`
+    with the same learning step and run-folder layout.
+    """
+    from trustmarl.envs import ENVS
+    if ENVS[config.env].host:
+        from trustmarl.host import host_train
+        env_fn = ENVS[config.env].make(**(json.loads(config.env_options) if config.env_options else {}))
+        run_dir = Path(run_dir) if run_dir else make_run_dir(config)
+        return host_train(config, env_fn, run_dir=run_dir, resume=resume, console=console)
     trainer = make_train(config)
     run_dir = Path(run_dir) if run_dir else make_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,23 @@ class EnvEntry:
     make: Callable
     doc: str
     options: tuple
+    host: bool = False  # a Python env stepped in worker processes: ``make(**options)`` returns an env_fn
+
+
+def _pz(module: str, name: str):
+    """Host-path env: ``make(**kw)`` gives a picklable zero-argument PettingZoo ParallelEnv constructor."""
+    def make(**kw):
+        import functools
+        mod = importlib.import_module(module)
+        return functools.partial(getattr(mod, name).parallel_env, **kw)
+    return make
+
+
+def _grf(scenario: str):
+    def make(rewards: str = "scoring"):
+        from trustmarl.envs.grf import grf_env_fn
+        return grf_env_fn(scenario=scenario, rewards=rewards)
+    return make
 
 
 ENVS: dict[str, EnvEntry] = {
@@ -118,6 +135,17 @@ ENVS: dict[str, EnvEntry] = {
                         ("n_pursuers", "n_evaders")),
     "rover_tower": EnvEntry(_own("rover_tower", "make_rover_tower"),
                             "Rover-Tower (MAAC multi_speaker_listener): 4 rovers + 4 towers", ()),
+    "pz_pursuit": EnvEntry(_pz("pettingzoo.sisl", "pursuit_v5"), "PettingZoo pursuit_v5 on the host path",
+                           ("max_cycles",), host=True),
+    "pz_multiwalker": EnvEntry(_pz("pettingzoo.sisl", "multiwalker_v9"),
+                               "PettingZoo multiwalker_v9 (continuous) on the host path", ("max_cycles",),
+                               host=True),
+    "grf_counterattack_easy": EnvEntry(_grf("academy_counterattack_easy"),
+                                       "Google Research Football academy_counterattack_easy (4 players), host",
+                                       ("rewards",), host=True),
+    "grf_counterattack_hard": EnvEntry(_grf("academy_counterattack_hard"),
+                                       "Google Research Football academy_counterattack_hard (4 players), host",
+                                       ("rewards",), host=True),
 }
 
 

@@ -1,0 +1,142 @@
+"""The experiments of Sun et al. (2022), one command each: ``trustmarl reproduce sun2022-fig3 --budget 0.01``.
+
+Each experiment is a list of runs (configs) and the figure drawn from their run folders. ``budget`` scales
+every run's ``total_env_steps`` (1.0 = the paper's budget, 1e7 env steps on SMAX as in JaxMARL's baselines);
+experiments that measure one update (Fig. 1, Fig. 2) are not scaled. Maps (SMAX has the paper's maps with
+3, 5, 6, 10 and 27 agents built in; SMAX's unit stats differ from StarCraft II, so returns are not
+comparable with the paper's numbers, only the trends):
+
+=========  ===============  =======
+agents     map              source
+=========  ===============  =======
+3          3s_vs_5z         Table 1
+5          2s3z             Table 1, Fig. 1
+6          6h_vs_8z         Table 1
+10         10m_vs_11m       Table 1, Fig. 9-10
+27         27m_vs_30m       Table 1, Fig. 9-10
+=========  ===============  =======
+
+Clip values ε ∈ {0.05, 0.1, 0.3, 0.5, 1.0} and no clipping (§6.1–6.2, Fig. 3). Networks default to the
+feed-forward actor-critic for CPU budgets (``--set network=gru`` gives the paper's recurrent policies).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable
+
+MAPS_BY_AGENTS = {3: "3s_vs_5z", 5: "2s3z", 6: "6h_vs_8z", 10: "10m_vs_11m", 27: "27m_vs_30m"}
+CLIPS = (0.05, 0.1, 0.3, 0.5, 1.0, None)  # None: no clipping
+FULL_STEPS = 10_000_000
+
+# CPU-sized shape of one update; tuned only for cost, every key can be overridden with --set.
+BASE = dict(env="smax", network="ff", hidden=(64, 64), num_envs=32, rollout_length=128, update_epochs=5,
+            num_minibatches=2, activation="relu", progress=False)
+
+
+def _clip(eps):
+    return {"no_clip": True, "clip_eps": 0.2} if eps is None else {"clip_eps": eps}
+
+
+def _tag(eps):
+    return "noclip" if eps is None else f"clip{eps:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    doc: str
+    runs: Callable[[], dict[str, dict]]  # run name -> config overrides
+    figure: str  # key of trustmarl.plotting.FIGURES
+    figure_kwargs: dict = dataclasses.field(default_factory=dict)
+    scaled: bool = True  # whether --budget scales total_env_steps
+
+
+def _fig1():
+    # One update of many epochs on 2s3z (5 agents): the ratio range after each epoch, per clip value.
+    return {f"ippo_2s3z_{_tag(e)}": dict(algo="ippo", map="2s3z", update_epochs=20, num_minibatches=1,
+                                         total_env_steps=32 * 128, **_clip(e)) for e in CLIPS}
+
+
+def _fig2():
+    # "first round of actor update, which contains 100 optimization epochs": left, clip values on 2s3z;
+    # right, the summed TV at clip 0.1 on maps with 3..27 agents (§6.2).
+    runs = {f"ippo_2s3z_{_tag(e)}": dict(algo="ippo", map="2s3z", update_epochs=100, num_minibatches=1,
+                                         total_env_steps=32 * 128, **_clip(e)) for e in (0.1, 0.3, 0.5, None)}
+    for n, m in MAPS_BY_AGENTS.items():
+        runs[f"ippo_{m}_clip0.1"] = dict(algo="ippo", map=m, update_epochs=100, num_minibatches=1,
+                                         total_env_steps=32 * 128, clip_eps=0.1)
+    return runs
+
+
+def _fig3():
+    return {f"ippo_{m}_{_tag(e)}": dict(algo="ippo", map=m, total_env_steps=FULL_STEPS, **_clip(e))
+            for m in ("2s3z", "10m_vs_11m") for e in CLIPS}
+
+
+def _fig4():
+    return {f"{a}_{m}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=0.1)
+            for a in ("ippo", "mappo") for m in MAPS_BY_AGENTS.values()}
+
+
+def _fig9():
+    return {f"{a}_{m}_{_tag(e)}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=e)
+            for a in ("mappo", "jrppo") for m in ("10m_vs_11m", "27m_vs_30m") for e in (0.1, 0.3, 0.5)}
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("sun2022-fig1", "ratio min/max vs optimisation epoch, per clip value, 2s3z", _fig1, "ratio-range",
+               {"update": "first"}, scaled=False),
+    Experiment("sun2022-fig2", "CDF of per-agent and summed TV over 100 epochs of the first update", _fig2,
+               "tv-cdf", {"source": "trust_region"}, scaled=False),
+    Experiment("sun2022-fig3", "returns and summed TV over training per clip value (2s3z, 10m_vs_11m)", _fig3,
+               "returns-tv"),
+    Experiment("sun2022-fig4", "IPPO vs MAPPO on maps with 3-27 agents", _fig4, "ippo-vs-mappo"),
+    Experiment("sun2022-fig9", "joint (JR-PPO) vs independent clipping on 10m_vs_11m and 27m_vs_30m", _fig9,
+               "joint-vs-independent"),
+)}
+
+
+def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None = None) -> dict[str, dict]:
+    """The configs an experiment runs, after scaling the budget and applying ``overrides``."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
+    if not 0 < budget <= 1:
+        raise ValueError(f"budget={budget} must be in (0, 1] (a fraction of the paper's env steps)")
+    exp = EXPERIMENTS[name]
+    out = {}
+    for run_name, cfg in exp.runs().items():
+        cfg = {**BASE, **cfg, "num_seeds": seeds, **(overrides or {})}
+        if exp.scaled and "total_env_steps" not in (overrides or {}):
+            per_update = cfg["num_envs"] * cfg["rollout_length"]
+            cfg["total_env_steps"] = max(per_update, int(cfg["total_env_steps"] * budget))
+        out[run_name] = cfg
+    return out
+
+
+def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float = 0.01, seeds: int = 1,
+              overrides: dict | None = None, skip_existing: bool = True) -> Path:
+    """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path."""
+    from trustmarl import plotting, run
+    from trustmarl.config import Config
+    root = Path(out_dir) / name
+    root.mkdir(parents=True, exist_ok=True)
+    configs = plan(name, budget, seeds, overrides)
+    built = {k: Config.build(v) for k, v in configs.items()}  # validate everything before the first run
+    dirs = []
+    for i, (run_name, config) in enumerate(built.items()):
+        d = root / run_name
+        dirs.append(d)
+        if skip_existing and (d / "summary.json").exists():
+            print(f"[{i + 1}/{len(built)}] {run_name}: done before, kept")
+            continue
+        print(f"[{i + 1}/{len(built)}] {run_name}: {config.total_env_steps:,} env steps")
+        s = run.train(config.replace(run_name=run_name, out_dir=str(root)), run_dir=d)
+        print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
+              f"{s['env_steps_per_s']:,.0f} env-steps/s")
+    exp = EXPERIMENTS[name]
+    png = plotting.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
+    (root / "experiment.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
+                                                      "seeds": seeds, "runs": configs}, indent=2, default=str))
+    return Path(png)

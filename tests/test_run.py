@@ -84,6 +84,16 @@ def test_cli_eval_render_list(finished_run, capsys):
     assert "27m_vs_30m" in text and "27 agents" in text and "jrppo" in text
 
 
+def test_cli_plot_draws_trust_region_figures(finished_run, tmp_path, capsys):
+    d, _ = finished_run
+    for figure in ("ratio-range", "tv-cdf", "returns-tv"):
+        out = tmp_path / f"{figure}.png"
+        assert cli.main(["plot", figure, str(d), "--out", str(out)]) == 0
+        assert out.exists() and out.stat().st_size > 5000
+    assert cli.main(["plot", "fig99", str(d)]) == 2
+    assert "figure 'fig99' is unknown" in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(capsys, tmp_path):
     assert cli.main(["train", "lr=abc"]) == 2
     err = capsys.readouterr().err.strip()

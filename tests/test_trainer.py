@@ -108,12 +108,16 @@ SMOKE = [
     dict(algo="jrppo", env="smax", map="3m", network="ff"),
     dict(algo="mappo", env="mpe_spread", network="gru", share_params=False),
     dict(algo="ippo", env="mpe_spread", env_options='{"continuous": true}', share_params=False),
+    dict(algo="mappo", env="spread", env_options='{"reward_structure": "mix"}', num_agents=3),
+    dict(algo="jrppo", env="pursuit", env_options='{"n_pursuers": 3, "n_evaders": 4, "max_cycles": 20}'),
+    dict(algo="ippo", env="rover_tower", share_params=False),
+    dict(algo="mappo", env="rover_tower", share_params=True),
 ]
 
 
 @pytest.mark.parametrize("kw", SMOKE, ids=lambda kw: "-".join(str(v) for v in kw.values()))
 def test_smoke_every_algorithm_env_network(kw):
-    trainer = make_train(tiny(num_agents=2, **kw))
+    trainer = make_train(tiny(**{"num_agents": 2, **kw}))
     state, m = jax.jit(trainer)(jax.random.PRNGKey(0))
     assert int(state.update) == trainer.num_updates
     for k in ("value_loss", "policy_loss", "entropy", "tr/sum_tv"):
@@ -162,3 +166,20 @@ def test_mappo_learns_two_agent_spread():
     first, last = np.nanmean(r[:, :10], 1), np.nanmean(r[:, -10:], 1)
     assert (last - first).mean() > 3.0, (first, last)
     assert (last - first).min() > 1.5, (first, last)
+
+
+def test_minibatch_measurement_lags_epoch_end_by_one_step():
+    """With one minibatch per epoch, the in-loss measurement at epoch k+1 sees exactly the policy left by
+    epoch k, so it equals the epoch-end measurement of epoch k; at epoch 1 it sees the behaviour policy (TV 0).
+    Measuring does not change training."""
+    kw = dict(algo="mappo", env="mpe_spread", num_agents=2, num_minibatches=1, update_epochs=3,
+              total_env_steps=4 * 8)
+    a = make_train(tiny(measure_at="minibatch", **kw))
+    b = make_train(tiny(measure_at="epoch_end", **kw))
+    sa, ma = jax.jit(a)(jax.random.PRNGKey(5))
+    sb, mb = jax.jit(b)(jax.random.PRNGKey(5))
+    np.testing.assert_allclose(ma["tr/tv_mean"][:, 0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(ma["tr/tv_mean"][:, 1:], mb["tr/tv_mean"][:, :-1], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(ma["tr/ratio_max"][:, 1:], mb["tr/ratio_max"][:, :-1], rtol=1e-5)
+    for x, y in zip(jax.tree.leaves(sa.learner.actor_params), jax.tree.leaves(sb.learner.actor_params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

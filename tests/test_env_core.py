@@ -105,3 +105,55 @@ def test_continuous_mpe_spec():
     env = make_env("mpe_spread", num_agents=2, continuous=True)
     assert not env.spec.discrete and env.spec.num_actions == 5
     assert env.spec.action_low == 0.0 and env.spec.action_high == 1.0
+
+
+class _Hetero:
+    """A minimal JaxMARL-API env with two agents of different observation (3, 5) and action (2, 4) sizes."""
+
+    def __init__(self):
+        from jaxmarl.environments import spaces
+        self.agents = ["a", "b"]
+        self.num_agents = 2
+        self.max_steps = 4
+        self._obs = {"a": spaces.Box(-1, 1, (3,)), "b": spaces.Box(-1, 1, (5,))}
+        self._act = {"a": spaces.Discrete(2), "b": spaces.Discrete(4)}
+
+    def observation_space(self, a):
+        return self._obs[a]
+
+    def action_space(self, a):
+        return self._act[a]
+
+    def get_avail_actions(self, state):
+        raise NotImplementedError  # like MPE: every real action is available
+
+    def _obs_of(self, t):
+        return {"a": jnp.full((3,), t + 1.0), "b": jnp.full((5,), -(t + 1.0))}
+
+    def reset(self, key):
+        t = jnp.zeros((), jnp.int32)
+        return self._obs_of(t), t
+
+    def step_env(self, key, t, actions):
+        t = t + 1
+        r = (actions["a"] + actions["b"]).astype(jnp.float32)
+        done = t >= self.max_steps
+        return self._obs_of(t), t, {"a": r, "b": r}, {"a": done, "b": done, "__all__": done}, {}
+
+
+def test_heterogeneous_agents_are_padded_and_masked():
+    from trustmarl.envs import JaxMARLAdapter
+    env = JaxMARLAdapter(_Hetero(), "hetero", global_state="concat_obs")
+    spec = env.spec
+    assert spec.obs_dim == 5 and spec.num_actions == 4 and spec.obs_dims == (3, 5) and spec.action_dims == (2, 4)
+    st, ts = env.reset(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(ts.obs[0], [1, 1, 1, 0, 0])  # agent a zero-padded to 5
+    np.testing.assert_array_equal(ts.obs[1], [-1] * 5)
+    np.testing.assert_array_equal(ts.avail, [[True, True, False, False], [True, True, True, True]])
+    # random valid actions never pick agent a's padded actions
+    acts = jax.vmap(env.random_actions, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(1), 500), ts.avail)
+    assert int(acts[:, 0].max()) <= 1 and int(acts[:, 1].max()) == 3
+    for t in range(4):
+        st, ts = env.step(jax.random.PRNGKey(t), st, jnp.array([1, 3]))
+    assert bool(ts.truncated) and not bool(ts.terminated)
+    assert float(ts.reward[0]) == 4.0 and int(ts.episode.returned_length) == 4

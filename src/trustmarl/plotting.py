@@ -340,12 +340,15 @@ def _plot_band(ax, agg, label: str, color: str, **kw) -> None:
 
 
 def _new_figure(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2):
-    from matplotlib.ticker import EngFormatter
     fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
     axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
-    for ax in axes.flat:
-        ax.xaxis.set_major_formatter(EngFormatter())  # 400k rather than colliding 400000 labels
     return fig, axes
+
+
+def _steps_axis(ax):
+    """Env-step x axes read 400k rather than colliding 400000 labels."""
+    from matplotlib.ticker import EngFormatter
+    ax.xaxis.set_major_formatter(EngFormatter())
 
 
 def _save(fig: Figure, out: str | Path) -> Path:
@@ -639,6 +642,7 @@ def plot_learning_curve(run: str | Path, out: str | Path) -> Path:
         else:
             ax.plot(*curves[0], color="C0")
         ax.set_xlabel(_LABELS["env_steps"])
+        _steps_axis(ax)
         ax.set_ylabel(_LABELS.get(metric, metric))
     keys = [k for k in ("algo", "task", "ratio", "clip", "seed") if r.get(k) is not None]
     desc = _label(keys, [r.get(k) for k in keys], keys)

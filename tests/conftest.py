@@ -31,3 +31,16 @@ def trained_tiny():
     trainer = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2))
     state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
     return trainer, state, metrics
+
+
+_LAST = ("test_host.py", "test_grf.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the host-path and GRF tests last.
+
+    They start worker processes and load gfootball's C++ engine in the test process. Once, in a full
+    run, a later jitted computation in the same process never returned (an XLA wait with the CPU idle),
+    while the same tests passed in a fresh process; keeping them at the end protects the rest of the suite.
+    """
+    items.sort(key=lambda item: item.fspath.basename in _LAST)

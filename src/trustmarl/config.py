@@ -13,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any
 
 
 class ConfigError(ValueError):

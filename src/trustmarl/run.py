@@ -24,10 +24,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from trustmarl.config import Config

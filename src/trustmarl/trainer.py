@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax

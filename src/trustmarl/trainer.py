@@ -203,15 +203,13 @@ class Trainer:
         ``distrax``'s ``sample`` inside the loop; the distribution is the same.
         """
         if self.spec.discrete:
-            logp_all = jax.nn.log_softmax(out, axis=-1)
-            cdf = jnp.cumsum(jnp.exp(logp_all), axis=-1)
+            cdf = jnp.cumsum(jax.nn.softmax(out, axis=-1), axis=-1)
             action = jnp.sum(cdf < noise[..., None] * cdf[..., -1:], axis=-1)
             action = jnp.minimum(action, self.spec.num_actions - 1)
-            logp = jnp.take_along_axis(logp_all, action[..., None], axis=-1)[..., 0]
-            return action, logp
-        mean, log_std = jnp.split(out, 2, axis=-1)
-        action = mean + jnp.exp(log_std) * noise
-        return action, distribution(out, False).log_prob(action)
+        else:
+            mean, log_std = jnp.split(out, 2, axis=-1)
+            action = mean + jnp.exp(log_std) * noise
+        return action, self._logp_entropy(out, action)[0]
 
     def rollout(self, learner: LearnerState, runner: RunnerState, rng: jax.Array):
         c = self.config

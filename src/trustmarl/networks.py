@@ -24,6 +24,74 @@ ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 MASKED_LOGIT = -1e9  # finite, so that masked entries give exp()=0 without NaN gradients
 
 
+LN_EPS = 1e-6
+
+
+def _moments(x):
+    """Row mean and 1/sqrt(var + eps) of ``x`` [..., D], each [..., 1] (one pass: E[x], E[x²])."""
+    mu = x.mean(-1, keepdims=True)
+    var = jnp.maximum((x * x).mean(-1, keepdims=True) - mu * mu, 0.0)
+    return mu, jax.lax.rsqrt(var + LN_EPS)
+
+
+@jax.custom_vjp
+def layer_norm_dense(x, scale, bias, kernel, dense_bias):
+    """``LayerNorm(x; scale, bias) @ kernel + dense_bias`` over the last axis of ``x`` [..., D].
+
+    LayerNorm (Ba et al. 2016): ``x̂ = (x − μ)·ρ`` with ``μ = mean(x)``, ``ρ = (E[x²] − μ² + 1e-6)^(−1/2)``
+    (flax's fast variance), ``y = x̂·s + b``. The value is that of flax's ``LayerNorm`` then ``Dense``;
+    the function exists for its cost. Neither pass materialises anything ``[N, D]``-sized (D the wide
+    input): forward ``y = ρ·(x W' − μ·1ᵀW') + (bW + c)`` with ``W' = s ⊙ W``; backward from
+    ``G = x̂ᵀ g = xᵀ(ρg) − 1 ⊗ Σ_n μρg`` (one product with the raw input), ``∂W = s ⊙ G + b ⊗ Σg``,
+    ``∂s = Σ_k W ⊙ G``, ``∂b = W Σg``, ``∂c = Σg``. Autodiff of the composition instead builds
+    ``x̂`` and ``g Wᵀ`` over the whole batch; on a CPU this op made MAPPO's update on SMAX 27m_vs_30m
+    (1,449-wide agent-specific state) about ten times faster. ``∂x``, never used for data inputs (XLA
+    then drops it), is the usual LayerNorm input gradient.
+    """
+    return _lnd_fwd(x, scale, bias, kernel, dense_bias)[0]
+
+
+def _lnd_fwd(x, scale, bias, kernel, dense_bias):
+    mu, rho = _moments(x)
+    w = scale[:, None] * kernel
+    y = rho * (x @ w - mu * w.sum(0)) + (bias @ kernel + dense_bias)
+    return y, (x, mu, rho, scale, bias, kernel)
+
+
+def _lnd_bwd(res, g):
+    x, mu, rho, scale, bias, kernel = res
+    lead = tuple(range(g.ndim - 1))
+    rg = rho * g
+    G = jnp.tensordot(x, rg, axes=(lead, lead)) - (mu * rg).sum(lead)[None]  # x̂ᵀ g, [D, K]
+    gsum = g.sum(lead)
+    d_kernel = scale[:, None] * G + bias[:, None] * gsum[None]
+    d_scale = (kernel * G).sum(1)
+    d_bias = kernel @ gsum
+    xh = (x - mu) * rho
+    dxh = (g @ kernel.T) * scale
+    dx = rho * (dxh - dxh.mean(-1, keepdims=True) - xh * (dxh * xh).mean(-1, keepdims=True))
+    return dx, d_scale, d_bias, d_kernel, gsum
+
+
+layer_norm_dense.defvjp(_lnd_fwd, _lnd_bwd)
+
+
+class LayerNormDense(nn.Module):
+    """Input LayerNorm then a dense layer, as one op with a hand-written backward (see
+    :func:`layer_norm_dense`). Parameters: ``scale``, ``bias`` (LayerNorm), ``kernel``, ``dense_bias``."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        d = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (d,))
+        bias = self.param("bias", nn.initializers.zeros, (d,))
+        kernel = self.param("kernel", orthogonal(np.sqrt(2)), (d, self.features))
+        dense_bias = self.param("dense_bias", constant(0.0), (self.features,))
+        return layer_norm_dense(x, scale, bias, kernel, dense_bias)
+
+
 class Torso(nn.Module):
     """Optional input LayerNorm (MAPPO's feature normalisation) then ``len(hidden)`` dense layers."""
 
@@ -33,11 +101,12 @@ class Torso(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if self.layer_norm_input:
-            x = nn.LayerNorm()(x)
         act = ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        for i, width in enumerate(self.hidden):
+            if i == 0 and self.layer_norm_input:
+                x = act(LayerNormDense(width)(x))
+            else:
+                x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
         return x
 
 

@@ -9,7 +9,9 @@ from run), then trustmarl runs in this process the same way. Printed: env-steps/
 final return (and win rate on SMAX) of both, trustmarl's throughput over the random-action env ceiling, and
 the cost of the trust-region measurements (a second trustmarl run with them off).
 
-Returns are put on the peer's scale: JaxMARL's MPELogWrapper multiplies MPE rewards by the number of agents
+Both trainers run the same algorithm: ``bootstrap_truncation=False`` because the peer ends the return at
+every episode end, time limits included (trustmarl's default bootstraps there). Returns are put on the
+peer's scale: JaxMARL's MPELogWrapper multiplies MPE rewards by the number of agents
 (the team sum), trustmarl logs the team mean, so trustmarl's MPE return is multiplied by N here.
 
 usage: python benchmarks/bench_peer.py [--cases ippo_mpe,mappo_smax] [--mpe-steps 2e6] [--smax-steps 1e6]
@@ -40,7 +42,8 @@ CASES = {
                      update_epochs=4, num_minibatches=4, lr=2.5e-4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2,
                      ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, activation="tanh", anneal_lr=True,
                      network="ff", hidden=(64, 64), value_clip=True, huber_delta=0.0, value_norm=False,
-                     adv_norm=True, agent_id=False, layer_norm_input=False, share_params=True),
+                     adv_norm=True, agent_id=False, layer_norm_input=False, share_params=True,
+                     bootstrap_truncation=False),
         "ceiling": ("MPE_simple_spread_v3", "16"),
         "steps_arg": "mpe_steps",
     },
@@ -50,7 +53,8 @@ CASES = {
                      num_minibatches=4, lr=0.002, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0,
                      vf_coef=0.5, max_grad_norm=0.25, activation="relu", anneal_lr=True, network="gru",
                      hidden=(128,), value_clip=True, huber_delta=0.0, value_norm=False, adv_norm=True,
-                     agent_id=False, layer_norm_input=False, share_params=True, global_state="env"),
+                     agent_id=False, layer_norm_input=False, share_params=True, global_state="env",
+                     bootstrap_truncation=False),
         "ceiling": ("HeuristicEnemySMAX", "128", "2s3z"),
         "steps_arg": "smax_steps",
     },

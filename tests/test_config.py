@@ -66,5 +66,14 @@ def test_clip_alpha_gives_eps_over_n():
     assert c.derived(6)["clip_eps"] == pytest.approx(0.1)
 
 
+def test_explicit_clip_eps_outranks_preset_alpha():
+    # the jrppo×smax preset sizes the clip by α/N; a user's ε must win (Sun et al. Fig. 9 compares equal ε)
+    assert Config.build({"algo": "jrppo", "env": "smax"}).derived(5)["clip_eps"] == pytest.approx(0.1)
+    c = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3})
+    assert c.clip_alpha == 0.0 and c.derived(5)["clip_eps"] == pytest.approx(0.3)
+    both = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3, "clip_alpha": 1.0})
+    assert both.derived(5)["clip_eps"] == pytest.approx(0.2)
+
+
 def test_env_options_json_checked():
     assert "is not JSON" in _err(env_options="{bad")

@@ -39,3 +39,12 @@ def test_bad_names_and_budgets():
         reproduce.plan("fig99")
     with pytest.raises(ValueError, match="budget=2.0 must be in"):
         reproduce.plan("sun2022-fig3", budget=2.0)
+
+
+def test_fig9_runs_use_the_clip_value_in_their_name():
+    # jrppo's SMAX preset sizes ε as α/N; Fig. 9 compares both ratio kinds at the same ε
+    for name, cfg in reproduce.plan("sun2022-fig9").items():
+        c = Config.build(cfg)
+        eps = float(name.rsplit("clip", 1)[1])
+        assert c.derived(10)["clip_eps"] == pytest.approx(eps), name
+        assert not c.value_clip

@@ -58,7 +58,8 @@ class Config:
     # --- trust region (seams: ratio, surrogate/clipping) ---------------------------------------------------
     ratio: str = _f("independent", "probability ratio: independent (IPPO/MAPPO, eq. 4 of Sun et al.) or joint "
                     "(JR-PPO, Algorithm 1)", choices=("independent", "joint"))
-    clip_eps: float = _f(0.2, "clip range epsilon of the surrogate (ignored when clip_alpha > 0); a symmetric "
+    clip_eps: float = _f(0.2, "clip range epsilon of the surrogate (ignored when clip_alpha > 0; setting it "
+                         "drops a preset's clip_alpha); a symmetric "
                          "range with epsilon >= 1 has a lower bound <= 0, which never binds",
                          low=0, low_open=True)
     clip_alpha: float = _f(0.0, "if > 0, total trust region alpha shared by N agents: epsilon = alpha/N "
@@ -160,6 +161,8 @@ class Config:
         if algo in ALGORITHMS:
             merged.update(ALGORITHMS[algo].config_defaults)
         merged.update(preset_for(algo, env, user.get("map")))
+        if "clip_eps" in user and "clip_alpha" not in user:
+            merged["clip_alpha"] = 0.0  # an explicit ε outranks a preset's α/N (else ε would be ignored)
         merged.update(user)
         merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
         return cls(**merged)

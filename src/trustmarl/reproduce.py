@@ -72,7 +72,8 @@ def _fig2():
 
 
 def _fig3():
-    return {f"ippo_{m}_{_tag(e)}": dict(algo="ippo", map=m, total_env_steps=FULL_STEPS, **_clip(e))
+    # Footnote 1 of §6.3: "the value function is not clipped in our experiments".
+    return {f"ippo_{m}_{_tag(e)}": dict(algo="ippo", map=m, total_env_steps=FULL_STEPS, value_clip=False, **_clip(e))
             for m in ("2s3z", "10m_vs_11m") for e in CLIPS}
 
 
@@ -82,7 +83,8 @@ def _fig4():
 
 
 def _fig9():
-    return {f"{a}_{m}_{_tag(e)}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=e)
+    # The same ε for both kinds of ratio (A.6); value function not clipped, as in Fig. 3.
+    return {f"{a}_{m}_{_tag(e)}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=e, value_clip=False)
             for a in ("mappo", "jrppo") for m in ("10m_vs_11m", "27m_vs_30m") for e in (0.1, 0.3, 0.5)}
 
 

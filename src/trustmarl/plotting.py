@@ -374,7 +374,10 @@ def _facets(runs: Sequence[Run], facet: str | Sequence[str] | None) -> list[tupl
     keys = _facet_keys(facet)
     if not keys:
         return [((), list(runs))]
-    return _group(runs, keys)
+    groups = _group(runs, keys)
+    # Panels left to right by team size (3s_vs_5z before 2s3z before 27m_vs_30m), then by name.
+    agents = lambda g: min(_sort_key(r.get("num_agents")) for r in g[1])  # noqa: E731
+    return sorted(groups, key=agents)
 
 
 def _facet_title(facet: str | Sequence[str] | None, value: tuple, n_facets: int) -> str:

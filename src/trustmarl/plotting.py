@@ -387,9 +387,21 @@ def _facet_title(facet: str | Sequence[str] | None, value: tuple, n_facets: int)
     return _label(keys, value, keys)
 
 
-def _colors(runs: Sequence[Run], group_by: Sequence[str]) -> dict[tuple, str]:
-    """One colour per group over all runs, so a group keeps its colour in every panel."""
-    return {gval: f"C{i % 10}" for i, (gval, _) in enumerate(_group(runs, group_by))}
+def _colors(runs: Sequence[Run], group_by: Sequence[str], facets=None) -> dict[tuple, str]:
+    """One colour per group over all runs, so a group keeps its colour in every panel.
+
+    With ``facets`` (from :func:`_facets`), only the keys that vary inside some panel pick the colour:
+    a key that just follows the panel (the agent count of a map) would otherwise use up the palette
+    and give two curves of one panel the same colour.
+    """
+    idx = list(range(len(group_by)))
+    if facets:
+        idx = [i for i, k in enumerate(group_by) if any(_varying(frun, [k]) for _, frun in facets)] or idx
+    groups = _group(runs, group_by)
+    shade = {}
+    for gval, _ in groups:
+        shade.setdefault(tuple(gval[i] for i in idx), f"C{len(shade) % 10}")
+    return {gval: shade[tuple(gval[i] for i in idx)] for gval, _ in groups}
 
 
 def _legend(ax) -> None:
@@ -431,7 +443,7 @@ def plot_ratio_range(
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
     show = _varying(runs_, group_by) or list(group_by[:1])
-    colors = _colors(runs_, group_by)
+    colors = _colors(runs_, group_by, facets)
     fig, axes = _new_figure(1, len(facets))
     plotted = 0
     for ax, (fval, frun) in zip(axes[0], facets):
@@ -530,6 +542,18 @@ def plot_tv_cdf(
     return _save(fig, out)
 
 
+_DIVERGENCES = ("sum_tv", "joint_tv_bound", "joint_tv_coupling", "joint_tv_mc", "joint_tv_exact", "joint_kl")
+
+
+def _log_if_wide(ax, span: float = 20.0) -> None:
+    """Log y axis when a panel's positive curves span more than ``span``×: unclipped runs' divergences
+    otherwise flatten every clipped curve onto the x axis."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()] or [np.zeros(0)])
+    ys = ys[np.isfinite(ys)]
+    if ys.size and ys.min() > 0 and ys.max() / ys.min() > span:
+        ax.set_yscale("log")
+
+
 def _curves_grid(
     runs_: Sequence[Run],
     out: str | Path,
@@ -547,7 +571,7 @@ def _curves_grid(
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
     show = _varying(runs_, group_by) or list(group_by[:1])
-    colors = _colors(runs_, group_by)
+    colors = _colors(runs_, group_by, facets)
     nr, nc = (len(facets), len(rows)) if transpose else (len(rows), len(facets))
     fig, axes = _new_figure(nr, nc)
     for fi, (fval, frun) in enumerate(facets):
@@ -560,6 +584,8 @@ def _curves_grid(
                     _plot_band(ax, agg, _curve_label(group_by, gval, show, agg[3]), colors[gval])
             ax.set_xlabel(_LABELS.get(x_col, x_col))
             ax.set_ylabel(_LABELS.get(metric, metric))
+            if metric in _DIVERGENCES:
+                _log_if_wide(ax)
             title = _facet_title(facet, fval, len(facets))
             if title and (transpose or mi == 0):
                 ax.set_title(title)

@@ -224,3 +224,20 @@ def test_bad_inputs(tmp_path):
     one_line_error(pl.plot_tv_cdf, [tmp_path], out, match="no run folder", source="metrics")
     one_line_error(pl.plot_tv_cdf, [tmp_path], out, match="allowed", source="bogus")
     assert not out.exists()
+
+
+def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path):
+    # Fig. 3's shape: 6 clip values on a 5-agent and a 10-agent map = 12 (clip, N) groups, more than the
+    # 10-colour palette; the agent count follows the panel, so only the clip value may pick the colour.
+    runs = [write_run(tmp_path, f"{m}_{c}", env=m, clip_eps=c, num_agents=n)
+            for m, n in (("10m_vs_11m", 10), ("2s3z", 5)) for c in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)]
+    found = pl.find_runs(runs)
+    facets = pl._facets(found, "task")
+    assert [f[0] for f in facets] == [("2s3z",), ("10m_vs_11m",)]  # 5 agents before 10
+    keys = pl._curve_keys(found, ("clip",), "task")
+    colours = pl._colors(found, keys, facets)
+    for _, frun in facets:
+        in_panel = [colours[g] for g, _ in pl._group(frun, keys)]
+        assert len(in_panel) == 6 and len(set(in_panel)) == 6
+    out = pl.plot_returns_and_tv(runs, tmp_path / "fig3.png")
+    assert_png(out)

@@ -110,6 +110,17 @@ class Torso(nn.Module):
         return x
 
 
+def _gru_cell(h, gx, kernel, bias_n):
+    """One GRU step from the input projection ``gx`` [..., 3H] (r, z, n blocks): the equations of
+    :class:`ResetGRU` with one fused recurrent product ``h @ kernel`` [H, 3H]."""
+    H = h.shape[-1]
+    gh = h @ kernel
+    r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
+    z = jax.nn.sigmoid(gx[..., H:2 * H] + gh[..., H:2 * H])
+    n = jnp.tanh(gx[..., 2 * H:] + r * (gh[..., 2 * H:] + bias_n))
+    return (1.0 - z) * n + z * h
+
+
 class ResetGRU(nn.Module):
     """GRU over time whose state is zeroed where ``resets`` marks the first step of an episode.
 
@@ -133,35 +144,22 @@ class ResetGRU(nn.Module):
                 [orthogonal()(kk, (H, H)) for kk in jax.random.split(k, 3)], axis=1), (H, 3 * H))
         self.recurrent_bias_n = self.param("recurrent_bias_n", constant(0.0), (H,))
 
-    def _cell(self, h, gx):
-        H = self.features
-        gh = h @ self.recurrent_kernel
-        r = jax.nn.sigmoid(gx[..., :H] + gh[..., :H])
-        z = jax.nn.sigmoid(gx[..., H:2 * H] + gh[..., H:2 * H])
-        n = jnp.tanh(gx[..., 2 * H:] + r * (gh[..., 2 * H:] + self.recurrent_bias_n))
-        return (1.0 - z) * n + z * h
 
     def __call__(self, hidden, xs, resets):
         """``hidden`` [B, H], ``xs`` [T, B, D], ``resets`` [T, B] → (last hidden, hidden at every step)."""
         gx = self.input_proj(xs)
         kernel, bias_n = self.recurrent_kernel, self.recurrent_bias_n
-        H = self.features
 
         def step(h, inp):
             g, r0 = inp
-            h = jnp.where(r0[:, None], 0.0, h)
-            gh = h @ kernel
-            r = jax.nn.sigmoid(g[..., :H] + gh[..., :H])
-            z = jax.nn.sigmoid(g[..., H:2 * H] + gh[..., H:2 * H])
-            n = jnp.tanh(g[..., 2 * H:] + r * (gh[..., 2 * H:] + bias_n))
-            h = (1.0 - z) * n + z * h
+            h = _gru_cell(jnp.where(r0[:, None], 0.0, h), g, kernel, bias_n)
             return h, h
 
         return jax.lax.scan(step, hidden, (gx, resets))
 
     def one_step(self, hidden, x):
         """One cell step from given hidden states, any leading axes (no reset)."""
-        return self._cell(hidden, self.input_proj(x))
+        return _gru_cell(hidden, self.input_proj(x), self.recurrent_kernel, self.recurrent_bias_n)
 
 
 class SequenceNet(nn.Module):

@@ -390,7 +390,7 @@ class Trainer:
         return Batch(**seq, actor_h=h, critic_h=h)
 
     # -- trust-region measurement -------------------------------------------------------------------------
-    def measure(self, actor_params, batch: Batch, key=None) -> TR.UpdateMeasures:
+    def measure(self, actor_params, batch: Batch) -> TR.UpdateMeasures:
         """Measurements of the update so far against the behaviour policy, on every rollout state."""
         _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
         logp_new, _ = self._logp_entropy(out, batch.action)

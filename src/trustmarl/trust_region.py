@@ -668,9 +668,9 @@ def measure_update(
     (``avail_mask``/``active_mask`` may be None = all ones).  The batch axes are the states
     s ~ d_pi_old the expectations of Theorems 4.3 and 5.3 run over.  ``key`` seeds the Monte-Carlo
     joint TV (default a fixed key: pass a fresh one to decorrelate successive calls);
-    ``num_mc_samples`` and ``exact_joint_limit`` are static (``num_mc_samples=0`` estimates the joint TV
-    from the sampled actions themselves, see ``joint_tv_from_samples``, which the trainer uses by default) (the exact joint TV is computed when
-    A^N <= exact_joint_limit, else reported as NaN).  Pure jnp, jittable, wrapped in
+    ``num_mc_samples`` and ``exact_joint_limit`` are static: ``num_mc_samples=0`` estimates the joint TV
+    from the sampled actions themselves (``joint_tv_from_samples``, the trainer's default); the exact joint
+    TV is computed when A^N <= exact_joint_limit, else reported as NaN.  Pure jnp, jittable, wrapped in
     stop_gradient: cost O(batch * agent * (action + num_mc_samples)) plus the optional enumeration.
     """
     chex.assert_equal_shape([old_logits, new_logits])
@@ -743,7 +743,6 @@ def measure_update_gaussian(
         noise = jax.random.normal(key_joint, (num_mc_samples,) + jnp.shape(old_mean), dtype=old_mean.dtype)
         x = old_mean + jnp.exp(old_log_std) * noise
         lr = _gaussian_log_prob(x, new_mean, new_log_std) - _gaussian_log_prob(x, old_mean, old_log_std)
-        lr = jnp.sum(jnp.where(active, lr, 0.0), axis=-1)  # [K, batch...]
-        mc = jnp.mean(jax.nn.relu(-jnp.expm1(lr)), axis=0)
+        mc = jnp.mean(joint_tv_from_samples(lr, jnp.broadcast_to(active, jnp.shape(lr))), axis=0)  # [K, ...]
     nan = jnp.full(agent_shape, jnp.nan)
     return _assemble(tv, kl, log_ratio, nan, nan, active, mc, None)

@@ -149,35 +149,63 @@ def test_centralised_critic_sees_other_agents():
 
 
 _LEARN = """
-import json, jax, numpy as np
+import faulthandler, json, os, sys
+faulthandler.dump_traceback_later(int(sys.argv[1]), exit=True)  # Python stacks on stderr if it wedges
+import jax, numpy as np
 from trustmarl.config import Config
 from trustmarl.trainer import make_train
 cfg = Config.build(dict(algo="mappo", env="mpe_spread", num_agents=2, total_env_steps=160_000, num_envs=32,
                         rollout_length=25, update_epochs=5, num_minibatches=1, lr=7e-4,
                         measure_trust_region=False, progress=False))
-_, m = jax.jit(jax.vmap(make_train(cfg)))(jax.random.split(jax.random.PRNGKey(0), 2))
+keys = jax.random.split(jax.random.PRNGKey(0), 2)
+run = jax.jit(jax.vmap(make_train(cfg))).lower(keys).compile()
+print("stage: compiled", flush=True)
+_, m = run(keys)
 r = np.asarray(m["return_mean"])
-print(json.dumps({"first": np.nanmean(r[:, :10], 1).tolist(), "last": np.nanmean(r[:, -10:], 1).tolist()}))
+print("stage: ran", flush=True)
+print(json.dumps({"first": np.nanmean(r[:, :10], 1).tolist(), "last": np.nanmean(r[:, -10:], 1).tolist()}), flush=True)
+os._exit(0)  # the result is out; nothing at interpreter teardown can hold the test
 """
+
+
+def _learn_in_fresh_process(attempts: int = 2, limit_s: int = 200) -> dict:
+    """Run ``_LEARN`` in a new interpreter; on a wedge (no result within ``limit_s``) try once more.
+
+    Twice in local full-suite runs (then in the pytest process) and once on CI (already in a fresh process),
+    this 2-seed computation never returned (XLA waiting, CPU idle) although it takes about 25 s on 2 cores;
+    dozens of standalone runs never hung, so a second wedge in a row is not expected.
+    Each attempt reports the stage it reached, so a failure says whether compilation or execution wedged.
+    """
+    import json
+    import subprocess
+    import sys
+    log = []
+    for attempt in range(attempts):
+        proc = subprocess.Popen([sys.executable, "-c", _LEARN, str(limit_s - 10)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        stages = [ln for ln in out.splitlines() if ln.startswith("stage:")]
+        if proc.returncode == 0 and out.strip():
+            return json.loads(out.strip().splitlines()[-1])
+        log.append(f"attempt {attempt + 1}: rc={proc.returncode}, reached {stages or 'no stage'}; "
+                   f"stderr tail: {err[-1500:]}")
+    raise AssertionError("learning run gave no result:\n" + "\n".join(log))
 
 
 @pytest.mark.slow
 def test_mappo_learns_two_agent_spread():
     """Learning test with a threshold: MAPPO on 2-agent simple_spread improves the team return.
 
-    Two seeds vmapped, 160k env steps each. The first 10 updates score about -21 per episode (team mean reward
-    summed over 26 steps); the last 10 reach -14 and -18 on these seeds (seen 2026-11-21). The test asks the
-    seed mean to improve by at least 3 and every seed by at least 1.5.
-
-    It trains in a fresh Python process: twice, in a full suite run, this computation never returned when it
-    followed the other tests in the same process (XLA waiting, CPU idle), while it passed in 14 s alone.
+    Two seeds vmapped, 160k env steps each. The first 10 updates score about -21.4 and -21.9 per episode (team
+    mean reward summed over 26 steps); the last 10 reach -17.2 and -16.9 on these seeds (seen 2026-11-21,
+    five runs alike). The test asks the seed mean to improve by at least 3 and every seed by at least 1.5.
+    It trains in a fresh Python process (see ``_learn_in_fresh_process`` for why and how).
     """
-    import json
-    import subprocess
-    import sys
-    out = subprocess.run([sys.executable, "-c", _LEARN], capture_output=True, text=True, timeout=400)
-    assert out.returncode == 0, out.stderr[-2000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _learn_in_fresh_process()
     first, last = np.array(res["first"]), np.array(res["last"])
     assert (last - first).mean() > 3.0, (first, last)
     assert (last - first).min() > 1.5, (first, last)

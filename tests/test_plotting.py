@@ -31,6 +31,7 @@ def write_run(
     wins=True,
     steps_per_update=1000,
     seeds_in_run=0,
+    extra_config=None,
 ) -> Path:
     """Write config.json, metrics.csv and trust_region.csv like the trainer does.
 
@@ -39,7 +40,7 @@ def write_run(
     run = root / name
     run.mkdir(parents=True)
     cfg = {"algo": algo, "env": env, "clip_eps": clip_eps, "ratio": ratio, "seed": seed,
-           "num_agents": num_agents, "ppo": {"epochs": epochs}}
+           "num_agents": num_agents, "ppo": {"epochs": epochs}, **(extra_config or {})}
     (run / "config.json").write_text(json.dumps(cfg))
     r = np.random.default_rng(seed + int(1000 * clip_eps))
     agents = range(num_agents)
@@ -241,3 +242,30 @@ def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path):
         assert len(in_panel) == 6 and len(set(in_panel)) == 6
     out = pl.plot_returns_and_tv(runs, tmp_path / "fig3.png")
     assert_png(out)
+
+
+def _capture_figure(monkeypatch):
+    """Keep the matplotlib Figure a plot function saves, to check what it drew."""
+    drawn = []
+    real = pl._save
+    monkeypatch.setattr(pl, "_save", lambda fig, out: (drawn.append(fig), real(fig, out))[1])
+    return drawn
+
+
+def test_fig10_rows_draw_only_the_win_rate(sweep, tmp_path, monkeypatch):
+    drawn = _capture_figure(monkeypatch)
+    assert_png(pl.plot_joint_vs_independent(sweep[:8], tmp_path / "f10.png", rows=("win_rate",)))
+    axes = [ax for ax in drawn[-1].axes if ax.get_lines()]
+    assert len(axes) == 2  # one panel per clip value (0.1, 0.3)
+    assert {ax.get_ylabel() for ax in axes} == {"win rate"}
+    assert all(len(ax.get_lines()) == 2 for ax in axes)  # joint and independent
+    with pytest.raises(pl.PlotInputError, match="rows is empty"):
+        pl.plot_joint_vs_independent(sweep[:8], tmp_path / "g.png", rows=())
+
+
+def test_fig7_tv_cdf_curves_per_epoch_count(tmp_path, monkeypatch):
+    runs = [write_run(tmp_path, f"e{e}", epochs=e, extra_config={"update_epochs": e}) for e in (5, 10)]
+    drawn = _capture_figure(monkeypatch)
+    assert_png(pl.plot_tv_cdf(runs, tmp_path / "f7.png", source="trust_region"))
+    labels = sorted(t.get_text() for t in drawn[-1].axes[1].get_legend().get_texts())
+    assert labels == ["epochs 10", "epochs 5"]

@@ -48,3 +48,51 @@ def test_fig9_runs_use_the_clip_value_in_their_name():
         eps = float(name.rsplit("clip", 1)[1])
         assert c.derived(10)["clip_eps"] == pytest.approx(eps), name
         assert not c.value_clip
+
+
+def test_fig7_fig8_fig10_plans():
+    f7 = reproduce.plan("sun2022-fig7", budget=0.001)  # not scaled: ten updates whatever the budget
+    assert {c["update_epochs"] for c in f7.values()} == {5, 10, 15, 20}
+    assert all(c["clip_eps"] == 0.1 and c["total_env_steps"] == 10 * 32 * 128 for c in f7.values())
+    f8 = reproduce.plan("sun2022-fig8", budget=0.01)
+    assert {c["clip_eps"] for c in f8.values()} == {0.01, 0.03, 0.05, 0.08}
+    assert {c["map"] for c in f8.values()} == {"2s3z", "3s5z", "10m_vs_11m", "27m_vs_30m"}
+    assert all(not c["value_clip"] for c in f8.values())
+    assert reproduce.plan("sun2022-fig10", budget=0.02) == reproduce.plan("sun2022-fig9", budget=0.02)
+
+
+def _fake_train(calls):
+    """Stand-in for trustmarl.run.train: writes a run folder (config, metrics, trust region) without training."""
+    import csv
+    import json
+
+    def train(config, run_dir):
+        calls.append(config.run_name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
+        cols = ["update", "env_steps", "return_mean", "win_rate", "sum_tv", "joint_tv_bound", "tv_0", "tv_1"]
+        for table, extra in (("metrics.csv", []), ("trust_region.csv", ["epoch"])):
+            with (run_dir / table).open("w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(cols + extra)
+                for u in range(3):
+                    w.writerow([u, (u + 1) * 100, u, u / 3, 0.1 * u, 0.1 * u, 0.05 * u, 0.05 * u] + [0] * len(extra))
+        (run_dir / "summary.json").write_text(json.dumps({"final_return": 2.0, "final_win_rate": 0.5,
+                                                          "env_steps_per_s": 1.0}))
+        return {"final_return": 2.0, "final_win_rate": 0.5, "env_steps_per_s": 1.0}
+    return train
+
+
+def test_reproduce_runs_plans_keeps_finished_runs_and_fig10_reads_fig9(tmp_path, monkeypatch):
+    from trustmarl import run
+    calls = []
+    monkeypatch.setattr(run, "train", _fake_train(calls))
+    png = reproduce.reproduce("sun2022-fig9", tmp_path, budget=0.001)
+    assert png == tmp_path / "sun2022-fig9" / "sun2022-fig9.png" and png.stat().st_size > 1000
+    assert sorted(calls) == sorted(reproduce.plan("sun2022-fig9", budget=0.001))
+    assert (tmp_path / "sun2022-fig9" / "sun2022-fig9.json").is_file()
+    calls.clear()
+    png10 = reproduce.reproduce("sun2022-fig10", tmp_path, budget=0.001)
+    assert calls == []  # every run was done for Fig. 9 and is read, not rerun
+    assert png10 == tmp_path / "sun2022-fig9" / "sun2022-fig10.png" and png10.is_file()
+    assert not (tmp_path / "sun2022-fig10").exists()

@@ -92,6 +92,13 @@ def test_cli_plot_draws_trust_region_figures(finished_run, tmp_path, capsys):
         assert out.exists() and out.stat().st_size > 5000
     assert cli.main(["plot", "fig99", str(d)]) == 2
     assert "figure 'fig99' is unknown" in capsys.readouterr().err
+    out = tmp_path / "opts.png"
+    assert cli.main(["plot", "tv-cdf", str(d), "--out", str(out), "--set", "source=trust_region",
+                     "group_by=clip"]) == 0
+    assert out.exists()
+    assert cli.main(["plot", "tv-cdf", str(d), "--set", "rows=win_rate"]) == 2
+    assert "plot option 'rows' is unknown for this figure; allowed: source, group_by" in capsys.readouterr().err
+    assert cli.main(["plot", "joint-vs-independent", str(d), "--out", str(out), "--set", "rows=return_mean"]) == 0
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):

@@ -127,11 +127,29 @@ def cmd_plot(args) -> int:
     if args.figure not in figures:
         return _fail(f"figure {args.figure!r} is unknown; allowed: {', '.join(figures)}")
     try:
-        out = figures[args.figure](args.runs, args.out or f"{args.figure}.png")
+        options = _plot_options(figures[args.figure], args.set)
+        out = figures[args.figure](args.runs, args.out or f"{args.figure}.png", **options)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(f"wrote {out}")
     return 0
+
+
+def _plot_options(func, words: list[str]) -> dict:
+    """``--set key=value`` for a figure's keyword options; a comma makes a tuple (``rows=win_rate,return_mean``),
+    digits an int (``update=3``)."""
+    import inspect
+    params = {n: p for n, p in inspect.signature(func).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    out = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep:
+            raise ValueError(f"--set {word!r} is not key=value")
+        if key not in params:
+            raise ValueError(f"plot option {key!r} is unknown for this figure; allowed: {', '.join(params) or 'none'}")
+        listed = "," in value or str(params[key].annotation).startswith("Sequence")  # group_by=clip: one key
+        out[key] = tuple(v for v in value.split(",") if v) if listed else int(value) if value.isdigit() else value
+    return out
 
 
 def cmd_reproduce(args) -> int:
@@ -187,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("figure")
     pl.add_argument("runs", nargs="+")
     pl.add_argument("--out", default=None)
+    pl.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="figure options, e.g. source=trust_region, rows=win_rate, group_by=clip,ratio")
     pl.set_defaults(func=cmd_plot)
     rp = sub.add_parser("reproduce", help="run a paper experiment and draw its figure ('list' lists them)")
     rp.add_argument("name")

@@ -74,6 +74,7 @@ _LABELS = {
     "map": "",
     "task": "",
     "num_agents": "N",
+    "update_epochs": "epochs",
     "ratio": "ratio",
     "algo": "",
     "env": "",
@@ -502,7 +503,7 @@ def plot_tv_cdf(
     out: str | Path,
     *,
     source: str = "metrics",
-    group_by: Sequence[str] = ("task", "num_agents", "clip", "ratio", "algo"),
+    group_by: Sequence[str] = ("task", "num_agents", "clip", "ratio", "algo", "update_epochs"),
 ) -> Path:
     """Fig. 2 / 7: empirical CDFs of the per-agent TV (left) and of the summed TV (right).
 
@@ -510,7 +511,8 @@ def plot_tv_cdf(
     decentralised trust region E_s D_TV(pi_i, pi~_i).  Right: ``sum_tv`` -- the centralised trust
     region alpha of Theorem 4.3.  ``source`` is ``"metrics"`` (one value per update) or
     ``"trust_region"`` (one per optimisation epoch, as in Fig. 7).  One curve per group; labels
-    show the grouping keys that vary (clip for Fig. 2 left, number of agents for Fig. 2 right).
+    show the grouping keys that vary (clip for Fig. 2 left, number of agents for Fig. 2 right, epochs
+    per update for Fig. 7).
     """
     if source not in _TABLE_FILES:
         raise PlotInputError(f"source {source!r} is invalid; allowed: {', '.join(_TABLE_FILES)}")
@@ -618,21 +620,24 @@ def plot_joint_vs_independent(
     tv_col: str = "joint_tv_bound",
     group_by: Sequence[str] = ("ratio",),
     facet: str | Sequence[str] = "clip",
+    rows: Sequence[str] | None = None,
 ) -> Path:
     """Fig. 9 / 10: joint versus independent ratio clipping at each clip value.
 
     One row per clip value (and map, when several), columns: joint divergence estimate
     ``tv_col`` (default the union bound; ``"joint_kl"`` or ``"sum_tv"`` also work), return, and
-    win rate when logged (Fig. 10).  One curve per ``ratio`` type, mean +- std over seeds.
+    win rate when logged.  ``rows`` picks other metrics.csv columns instead (Fig. 10:
+    ``("win_rate",)``).  One curve per ``ratio`` type, mean +- std over seeds.
     """
     runs_ = find_runs(runs)
-    _require_table(runs_, "metrics", ("env_steps", "return_mean", tv_col))
+    rows = list(rows) if rows is not None else [tv_col, "return_mean", "win_rate"]
+    if not rows:
+        raise PlotInputError("rows is empty; give at least one metrics.csv column")
+    _require_table(runs_, "metrics", ("env_steps", *rows[:1]))
     if len({_hashable(r.get("task")) for r in runs_}) > 1:
         keys = _facet_keys(facet)
         facet = keys if "task" in keys else ("task",) + keys  # one row per (map, clip value)
-    return _curves_grid(
-        runs_, out, [tv_col, "return_mean", "win_rate"], group_by, facet, transpose=True
-    )
+    return _curves_grid(runs_, out, rows, group_by, facet, transpose=True)
 
 
 def plot_ippo_vs_mappo(

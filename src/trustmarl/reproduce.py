@@ -10,10 +10,11 @@ comparable with the paper's numbers, only the trends):
 agents     map              source
 =========  ===============  =======
 3          3s_vs_5z         Table 1
-5          2s3z             Table 1, Fig. 1
+5          2s3z             Table 1, Fig. 1, 8
 6          6h_vs_8z         Table 1
-10         10m_vs_11m       Table 1, Fig. 9-10
-27         27m_vs_30m       Table 1, Fig. 9-10
+8          3s5z             Fig. 8 (A.5: "maps with 5 and 8 agents")
+10         10m_vs_11m       Table 1, Fig. 8, 9-10
+27         27m_vs_30m       Table 1, Fig. 8, 9-10
 =========  ===============  =======
 
 Clip values ε ∈ {0.05, 0.1, 0.3, 0.5, 1.0} and no clipping (§6.1–6.2, Fig. 3). Networks default to the
@@ -29,6 +30,7 @@ from typing import Callable
 
 MAPS_BY_AGENTS = {3: "3s_vs_5z", 5: "2s3z", 6: "6h_vs_8z", 10: "10m_vs_11m", 27: "27m_vs_30m"}
 CLIPS = (0.05, 0.1, 0.3, 0.5, 1.0, None)  # None: no clipping
+SMALL_CLIPS = (0.01, 0.03, 0.05, 0.08)  # A.5's "small clipping values"
 FULL_STEPS = 10_000_000
 
 # CPU-sized shape of one update; tuned only for cost, every key can be overridden with --set.
@@ -52,6 +54,7 @@ class Experiment:
     figure: str  # key of trustmarl.plotting.FIGURES
     figure_kwargs: dict = dataclasses.field(default_factory=dict)
     scaled: bool = True  # whether --budget scales total_env_steps
+    shares: str | None = None  # another experiment whose runs (and run folders) this figure reads
 
 
 def _fig1():
@@ -71,6 +74,15 @@ def _fig2():
     return runs
 
 
+def _fig7():
+    # A.4 / Fig. 7: the summed TV per optimisation epoch at clip 0.1 as the number of epochs grows. The
+    # paper does not list the epoch counts; 5-20 spans MAPPO's usual settings (5, 10, 15) and Fig. 1's 20.
+    # Ten updates rather than one, since the paper notes the epochs' effect "may increase" later in training.
+    return {f"ippo_{m}_epochs{e}": dict(algo="ippo", map=m, update_epochs=e, num_minibatches=1,
+                                        total_env_steps=10 * 32 * 128, clip_eps=0.1)
+            for m in ("2s3z", "10m_vs_11m") for e in (5, 10, 15, 20)}
+
+
 def _fig3():
     # Footnote 1 of §6.3: "the value function is not clipped in our experiments".
     return {f"ippo_{m}_{_tag(e)}": dict(algo="ippo", map=m, total_env_steps=FULL_STEPS, value_clip=False, **_clip(e))
@@ -80,6 +92,12 @@ def _fig3():
 def _fig4():
     return {f"{a}_{m}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=0.1)
             for a in ("ippo", "mappo") for m in MAPS_BY_AGENTS.values()}
+
+
+def _fig8():
+    # A.5: clip values below 0.1 on maps with 5, 8, 10 and 27 agents; value function unclipped as in Fig. 3.
+    return {f"ippo_{m}_{_tag(e)}": dict(algo="ippo", map=m, total_env_steps=FULL_STEPS, value_clip=False, **_clip(e))
+            for m in ("2s3z", "3s5z", "10m_vs_11m", "27m_vs_30m") for e in SMALL_CLIPS}
 
 
 def _fig9():
@@ -96,8 +114,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("sun2022-fig3", "returns and summed TV over training per clip value (2s3z, 10m_vs_11m)", _fig3,
                "returns-tv"),
     Experiment("sun2022-fig4", "IPPO vs MAPPO on maps with 3-27 agents", _fig4, "ippo-vs-mappo"),
+    Experiment("sun2022-fig7", "CDF of the summed TV per epoch at clip 0.1 for 5-20 epochs (2s3z, 10m_vs_11m)",
+               _fig7, "tv-cdf", {"source": "trust_region"}, scaled=False),
+    Experiment("sun2022-fig8", "returns, summed TV and win rate for clip values below 0.1 (5-27 agents)", _fig8,
+               "returns-tv"),
     Experiment("sun2022-fig9", "joint (JR-PPO) vs independent clipping on 10m_vs_11m and 27m_vs_30m", _fig9,
                "joint-vs-independent"),
+    Experiment("sun2022-fig10", "win rate of joint vs independent clipping (the runs of sun2022-fig9)", _fig9,
+               "joint-vs-independent", {"rows": ("win_rate",)}, shares="sun2022-fig9"),
 )}
 
 
@@ -108,6 +132,8 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
     if not 0 < budget <= 1:
         raise ValueError(f"budget={budget} must be in (0, 1] (a fraction of the paper's env steps)")
     exp = EXPERIMENTS[name]
+    if exp.shares:
+        return plan(exp.shares, budget, seeds, overrides)
     out = {}
     for run_name, cfg in exp.runs().items():
         cfg = {**BASE, **cfg, "num_seeds": seeds, **(overrides or {})}
@@ -120,10 +146,16 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
 
 def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float = 0.01, seeds: int = 1,
               overrides: dict | None = None, skip_existing: bool = True) -> Path:
-    """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path."""
+    """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path.
+
+    An experiment that ``shares`` another's runs (Fig. 10 reads Fig. 9's) uses that experiment's folder, so
+    runs already done there are kept and the two figures always show the same runs."""
     from trustmarl import plotting, run
     from trustmarl.config import Config
-    root = Path(out_dir) / name
+    if name not in EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
+    exp = EXPERIMENTS[name]
+    root = Path(out_dir) / (exp.shares or name)
     root.mkdir(parents=True, exist_ok=True)
     configs = plan(name, budget, seeds, overrides)
     built = {k: Config.build(v) for k, v in configs.items()}  # validate everything before the first run
@@ -138,8 +170,7 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
         s = run.train(config.replace(run_name=run_name, out_dir=str(root)), run_dir=d)
         print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
-    exp = EXPERIMENTS[name]
     png = plotting.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
-    (root / "experiment.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
+    (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
                                                       "seeds": seeds, "runs": configs}, indent=2, default=str))
     return Path(png)

@@ -261,6 +261,13 @@ def test_fig10_rows_draw_only_the_win_rate(sweep, tmp_path, monkeypatch):
     assert all(len(ax.get_lines()) == 2 for ax in axes)  # joint and independent
     with pytest.raises(pl.PlotInputError, match="rows is empty"):
         pl.plot_joint_vs_independent(sweep[:8], tmp_path / "g.png", rows=())
+    # two maps: one metric on a (clip down) x (map across, fewer agents first) grid
+    two = [write_run(tmp_path / "two", f"{m}_{r}_{c}", env=m, num_agents=n, clip_eps=c, ratio=r)
+           for m, n in (("27m_vs_30m", 27), ("10m_vs_11m", 10)) for c in (0.1, 0.5) for r in ("independent", "joint")]
+    pl.plot_joint_vs_independent(two, tmp_path / "h.png", rows=("win_rate",))
+    grid = np.asarray(drawn[-1].axes).reshape(2, 2)
+    assert [[ax.get_title() for ax in row] for row in grid] == [
+        ["10m_vs_11m, clip 0.1", "27m_vs_30m, clip 0.1"], ["10m_vs_11m, clip 0.5", "27m_vs_30m, clip 0.5"]]
 
 
 def test_fig7_tv_cdf_curves_per_epoch_count(tmp_path, monkeypatch):

@@ -566,7 +566,9 @@ def _curves_grid(
     transpose: bool = False,
 ) -> Path:
     """Grid of y-vs-x curves: one row per metric (only metrics some run has data for) and one
-    column per facet value (or the transpose); one curve per group, mean +- std over seeds."""
+    column per facet value (or the transpose); one curve per group, mean +- std over seeds.
+    One metric over a two-key facet (Fig. 10: map x clip) is laid out as a 2-D grid instead: the
+    first key's values across, the second's down."""
     rows = [m for m in rows if any(r.has_data("metrics", m) for r in runs_)]
     if not rows:
         raise PlotInputError("no run has data for any of the plotted metrics")
@@ -574,11 +576,21 @@ def _curves_grid(
     group_by = _curve_keys(runs_, group_by, facet)
     show = _varying(runs_, group_by) or list(group_by[:1])
     colors = _colors(runs_, group_by, facets)
-    nr, nc = (len(facets), len(rows)) if transpose else (len(rows), len(facets))
-    fig, axes = _new_figure(nr, nc)
+    if len(rows) == 1 and len(_facet_keys(facet)) == 2:
+        across = list(dict.fromkeys(fval[0] for fval, _ in facets))  # already ordered by team size
+        down = sorted({fval[1] for fval, _ in facets}, key=_sort_key)
+        fig, axes = _new_figure(len(down), len(across))
+        place = lambda fi, fval, mi: axes[down.index(fval[1]), across.index(fval[0])]  # noqa: E731
+        for ax in axes.flat:  # a (map, clip) pair no run has stays blank
+            ax.set_visible(False)
+    else:
+        nr, nc = (len(facets), len(rows)) if transpose else (len(rows), len(facets))
+        fig, axes = _new_figure(nr, nc)
+        place = lambda fi, fval, mi: axes[fi, mi] if transpose else axes[mi, fi]  # noqa: E731
     for fi, (fval, frun) in enumerate(facets):
         for mi, metric in enumerate(rows):
-            ax = axes[fi, mi] if transpose else axes[mi, fi]
+            ax = place(fi, fval, mi)
+            ax.set_visible(True)
             for gval, grun in _group(frun, group_by):
                 with_data = [r for r in grun if r.has_data("metrics", metric)]
                 agg = _aggregate(with_data, "metrics", x_col, metric) if with_data else None
@@ -589,7 +601,7 @@ def _curves_grid(
             if metric in _DIVERGENCES:
                 _log_if_wide(ax)
             title = _facet_title(facet, fval, len(facets))
-            if title and (transpose or mi == 0):
+            if title and (transpose or mi == 0 or len(rows) == 1):
                 ax.set_title(title)
             _legend(ax)
     return _save(fig, out)

@@ -50,7 +50,7 @@ def test_fig9_runs_use_the_clip_value_in_their_name():
         assert not c.value_clip
 
 
-def test_fig7_fig8_fig10_plans():
+def test_appendix_figure_plans():
     f7 = reproduce.plan("sun2022-fig7", budget=0.001)  # not scaled: ten updates whatever the budget
     assert {c["update_epochs"] for c in f7.values()} == {5, 10, 15, 20}
     assert all(c["clip_eps"] == 0.1 and c["total_env_steps"] == 10 * 32 * 128 for c in f7.values())
@@ -59,6 +59,10 @@ def test_fig7_fig8_fig10_plans():
     assert {c["map"] for c in f8.values()} == {"2s3z", "3s5z", "10m_vs_11m", "27m_vs_30m"}
     assert all(not c["value_clip"] for c in f8.values())
     assert reproduce.plan("sun2022-fig10", budget=0.02) == reproduce.plan("sun2022-fig9", budget=0.02)
+    f4 = reproduce.plan("sun2022-fig4")
+    f5, f6 = reproduce.plan("sun2022-fig5"), reproduce.plan("sun2022-fig6")
+    assert f5.keys() | f6.keys() == f4.keys() and not f5.keys() & f6.keys()
+    assert {c["algo"] for c in f5.values()} == {"mappo"} and {c["algo"] for c in f6.values()} == {"ippo"}
 
 
 def _fake_train(calls):

@@ -2,20 +2,21 @@
 
 Each experiment is a list of runs (configs) and the figure drawn from their run folders. ``budget`` scales
 every run's ``total_env_steps`` (1.0 = the paper's budget, 1e7 env steps on SMAX as in JaxMARL's baselines);
-experiments that measure one update (Fig. 1, Fig. 2) are not scaled. Maps (SMAX has the paper's maps with
-3, 5, 6, 10 and 27 agents built in; SMAX's unit stats differ from StarCraft II, so returns are not
-comparable with the paper's numbers, only the trends):
+experiments that measure one or ten updates (Fig. 1, 2, 7) are not scaled. Fig. 5 and 6 draw the MAPPO and
+the IPPO runs of Fig. 4, Fig. 10 the runs of Fig. 9, from those experiments' folders. Maps (SMAX has the
+paper's maps with 3, 5, 6, 10 and 27 agents built in; SMAX's unit stats differ from StarCraft II, so returns
+are not comparable with the paper's numbers, only the trends):
 
-=========  ===============  =======
-agents     map              source
-=========  ===============  =======
-3          3s_vs_5z         Table 1
-5          2s3z             Table 1, Fig. 1, 8
-6          6h_vs_8z         Table 1
+=========  ===============  ===================================================
+agents     map              used in
+=========  ===============  ===================================================
+3          3s_vs_5z         Table 1; Fig. 2, 4-6
+5          2s3z             Table 1; Fig. 1-8
+6          6h_vs_8z         Table 1; Fig. 2, 4-6
 8          3s5z             Fig. 8 (A.5: "maps with 5 and 8 agents")
-10         10m_vs_11m       Table 1, Fig. 8, 9-10
-27         27m_vs_30m       Table 1, Fig. 8, 9-10
-=========  ===============  =======
+10         10m_vs_11m       Table 1; Fig. 2-10
+27         27m_vs_30m       Table 1; Fig. 2, 4-6, 8-10
+=========  ===============  ===================================================
 
 Clip values ε ∈ {0.05, 0.1, 0.3, 0.5, 1.0} and no clipping (§6.1–6.2, Fig. 3). Networks default to the
 feed-forward actor-critic for CPU budgets (``--set network=gru`` gives the paper's recurrent policies), and
@@ -55,6 +56,7 @@ class Experiment:
     figure_kwargs: dict = dataclasses.field(default_factory=dict)
     scaled: bool = True  # whether --budget scales total_env_steps
     shares: str | None = None  # another experiment whose runs (and run folders) this figure reads
+    select: Callable[[dict], bool] | None = None  # which of the shared experiment's runs (by config)
 
 
 def _fig1():
@@ -114,6 +116,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("sun2022-fig3", "returns and summed TV over training per clip value (2s3z, 10m_vs_11m)", _fig3,
                "returns-tv"),
     Experiment("sun2022-fig4", "IPPO vs MAPPO on maps with 3-27 agents", _fig4, "ippo-vs-mappo"),
+    Experiment("sun2022-fig5", "MAPPO's win rate, return and summed TV on maps with 3-27 agents (fig4's runs)",
+               _fig4, "returns-tv", shares="sun2022-fig4", select=lambda c: c["algo"] == "mappo"),
+    Experiment("sun2022-fig6", "IPPO's win rate and return on maps with 3-27 agents (fig4's runs)", _fig4,
+               "ippo-vs-mappo", shares="sun2022-fig4", select=lambda c: c["algo"] == "ippo"),
     Experiment("sun2022-fig7", "CDF of the summed TV per epoch at clip 0.1 for 5-20 epochs (2s3z, 10m_vs_11m)",
                _fig7, "tv-cdf", {"source": "trust_region"}, scaled=False),
     Experiment("sun2022-fig8", "returns, summed TV and win rate for clip values below 0.1 (5-27 agents)", _fig8,
@@ -133,7 +139,8 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
         raise ValueError(f"budget={budget} must be in (0, 1] (a fraction of the paper's env steps)")
     exp = EXPERIMENTS[name]
     if exp.shares:
-        return plan(exp.shares, budget, seeds, overrides)
+        shared = plan(exp.shares, budget, seeds, overrides)
+        return {k: c for k, c in shared.items() if exp.select is None or exp.select(c)}
     out = {}
     for run_name, cfg in exp.runs().items():
         cfg = {**BASE, **cfg, "num_seeds": seeds, **(overrides or {})}

@@ -173,7 +173,7 @@ def _learn_in_fresh_process(attempts: int = 2, limit_s: int = 200) -> dict:
 
     Twice in local full-suite runs (then in the pytest process) and once on CI (already in a fresh process),
     this 2-seed computation never returned (XLA waiting, CPU idle) although it takes about 25 s on 2 cores;
-    dozens of standalone runs never hung, so a second wedge in a row is not expected.
+    twenty standalone runs here (2026-11-21, two at a time) all finished, so two wedges in a row are unlikely.
     Each attempt reports the stage it reached, so a failure says whether compilation or execution wedged.
     """
     import json

@@ -51,7 +51,7 @@ def _tag(eps):
 class Experiment:
     name: str
     doc: str
-    runs: Callable[[], dict[str, dict]]  # run name -> config overrides
+    runs: Callable[[], dict[str, dict]] | None  # run name -> config overrides; None when ``shares``
     figure: str  # key of trustmarl.plotting.FIGURES
     figure_kwargs: dict = dataclasses.field(default_factory=dict)
     scaled: bool = True  # whether --budget scales total_env_steps
@@ -117,8 +117,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "returns-tv"),
     Experiment("sun2022-fig4", "IPPO vs MAPPO on maps with 3-27 agents", _fig4, "ippo-vs-mappo"),
     Experiment("sun2022-fig5", "MAPPO's win rate, return and summed TV on maps with 3-27 agents (fig4's runs)",
-               _fig4, "returns-tv", shares="sun2022-fig4", select=lambda c: c["algo"] == "mappo"),
-    Experiment("sun2022-fig6", "IPPO's win rate and return on maps with 3-27 agents (fig4's runs)", _fig4,
+               None, "returns-tv", shares="sun2022-fig4", select=lambda c: c["algo"] == "mappo"),
+    Experiment("sun2022-fig6", "IPPO's win rate and return on maps with 3-27 agents (fig4's runs)", None,
                "ippo-vs-mappo", shares="sun2022-fig4", select=lambda c: c["algo"] == "ippo"),
     Experiment("sun2022-fig7", "CDF of the summed TV per epoch at clip 0.1 for 5-20 epochs (2s3z, 10m_vs_11m)",
                _fig7, "tv-cdf", {"source": "trust_region"}, scaled=False),
@@ -126,7 +126,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "returns-tv"),
     Experiment("sun2022-fig9", "joint (JR-PPO) vs independent clipping on 10m_vs_11m and 27m_vs_30m", _fig9,
                "joint-vs-independent"),
-    Experiment("sun2022-fig10", "win rate of joint vs independent clipping (the runs of sun2022-fig9)", _fig9,
+    Experiment("sun2022-fig10", "win rate of joint vs independent clipping (the runs of sun2022-fig9)", None,
                "joint-vs-independent", {"rows": ("win_rate",)}, shares="sun2022-fig9"),
 )}
 
@@ -179,5 +179,5 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
     png = plotting.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
     (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
-                                                      "seeds": seeds, "runs": configs}, indent=2, default=str))
+                                                   "seeds": seeds, "runs": configs}, indent=2, default=str))
     return Path(png)

@@ -227,7 +227,7 @@ def test_bad_inputs(tmp_path):
     assert not out.exists()
 
 
-def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path):
+def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path, monkeypatch):
     # Fig. 3's shape: 6 clip values on a 5-agent and a 10-agent map = 12 (clip, N) groups, more than the
     # 10-colour palette; the agent count follows the panel, so only the clip value may pick the colour.
     runs = [write_run(tmp_path, f"{m}_{c}", env=m, clip_eps=c, num_agents=n)
@@ -240,8 +240,12 @@ def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path):
     for _, frun in facets:
         in_panel = [colours[g] for g, _ in pl._group(frun, keys)]
         assert len(in_panel) == 6 and len(set(in_panel)) == 6
+    drawn = _capture_figure(monkeypatch)
     out = pl.plot_returns_and_tv(runs, tmp_path / "fig3.png")
     assert_png(out)
+    # the agent count follows the panel (it is in the title), so the labels name only the clip value
+    labels = [t.get_text() for t in drawn[0].axes[0].get_legend().get_texts()]
+    assert labels == ["clip 0.05", "clip 0.1", "clip 0.2", "clip 0.3", "clip 0.5", "clip 1.0"]
 
 
 def _capture_figure(monkeypatch):

@@ -574,7 +574,9 @@ def _curves_grid(
         raise PlotInputError("no run has data for any of the plotted metrics")
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
-    show = _varying(runs_, group_by) or list(group_by[:1])
+    # Labels name what differs between the curves of a panel; a key that only follows the panel (the agent
+    # count of a map) is already in its title.
+    show = [k for k in group_by if any(_varying(frun, [k]) for _, frun in facets)] or list(group_by[:1])
     colors = _colors(runs_, group_by, facets)
     if len(rows) == 1 and len(_facet_keys(facet)) == 2:
         across = list(dict.fromkeys(fval[0] for fval, _ in facets))  # already ordered by team size

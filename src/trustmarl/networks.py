@@ -144,7 +144,6 @@ class ResetGRU(nn.Module):
                 [orthogonal()(kk, (H, H)) for kk in jax.random.split(k, 3)], axis=1), (H, 3 * H))
         self.recurrent_bias_n = self.param("recurrent_bias_n", constant(0.0), (H,))
 
-
     def __call__(self, hidden, xs, resets):
         """``hidden`` [B, H], ``xs`` [T, B, D], ``resets`` [T, B] → (last hidden, hidden at every step)."""
         gx = self.input_proj(xs)

@@ -388,6 +388,12 @@ def _facet_title(facet: str | Sequence[str] | None, value: tuple, n_facets: int)
     return _label(keys, value, keys)
 
 
+def _varying_in_panels(keys: Sequence[str], facets) -> list[str]:
+    """The ``keys`` that differ between runs of one panel (``facets`` from :func:`_facets`); a key that
+    only follows the panel, like the agent count of a map, is not among them."""
+    return [k for k in keys if any(_varying(frun, [k]) for _, frun in facets)]
+
+
 def _colors(runs: Sequence[Run], group_by: Sequence[str], facets=None) -> dict[tuple, str]:
     """One colour per group over all runs, so a group keeps its colour in every panel.
 
@@ -397,7 +403,8 @@ def _colors(runs: Sequence[Run], group_by: Sequence[str], facets=None) -> dict[t
     """
     idx = list(range(len(group_by)))
     if facets:
-        idx = [i for i, k in enumerate(group_by) if any(_varying(frun, [k]) for _, frun in facets)] or idx
+        inside = _varying_in_panels(group_by, facets)
+        idx = [i for i, k in enumerate(group_by) if k in inside] or idx
     groups = _group(runs, group_by)
     shade = {}
     for gval, _ in groups:
@@ -443,7 +450,7 @@ def plot_ratio_range(
     _require_table(runs_, "trust_region", ("epoch", "ratio_min", "ratio_max"))
     facets = _facets(runs_, facet)
     group_by = _curve_keys(runs_, group_by, facet)
-    show = _varying(runs_, group_by) or list(group_by[:1])
+    show = _varying_in_panels(group_by, facets) or list(group_by[:1])
     colors = _colors(runs_, group_by, facets)
     fig, axes = _new_figure(1, len(facets))
     plotted = 0
@@ -576,7 +583,7 @@ def _curves_grid(
     group_by = _curve_keys(runs_, group_by, facet)
     # Labels name what differs between the curves of a panel; a key that only follows the panel (the agent
     # count of a map) is already in its title.
-    show = [k for k in group_by if any(_varying(frun, [k]) for _, frun in facets)] or list(group_by[:1])
+    show = _varying_in_panels(group_by, facets) or list(group_by[:1])
     colors = _colors(runs_, group_by, facets)
     if len(rows) == 1 and len(_facet_keys(facet)) == 2:
         across = list(dict.fromkeys(fval[0] for fval, _ in facets))  # already ordered by team size

@@ -97,6 +97,9 @@ class Config:
     log_every: int = _f(0, "updates per jitted chunk (progress, CSV, TensorBoard); 0 gives about 50 per run",
                         low=0)
     progress: bool = _f(True, "show a progress bar")
+    stall_timeout: float = _f(1800.0, "seconds a jitted chunk (or its compilation) may run without finishing "
+                              "before the run stops with the Python stacks and exit code 3; 0 disables "
+                              "(docs/known-issues.md)", low=0)
 
     # ------------------------------------------------------------------------------------------------------
     def __post_init__(self):

@@ -534,6 +534,7 @@ def host_train(config, env_fn: Callable[[], Any], run_dir=None, *, num_updates: 
     import jax.numpy as jnp
     from trustmarl import run as R
     from trustmarl.trainer import LearnerState, Trainer, TrainState
+    from trustmarl.watchdog import StallWatchdog
 
     c = config
     if c.num_seeds != 1:
@@ -585,40 +586,42 @@ def host_train(config, env_fn: Callable[[], Any], run_dir=None, *, num_updates: 
         last_return, last_win = float("nan"), float("nan")
         try:
             for update in range(done_updates, n_total):
-                start = _runner(ts, reset, actor_h, critic_h)
-                raw = {k: [] for k in ("obs", "state", "avail", "active", "reset", "action", "logp", "dist",
-                                       "reward", "terminated", "truncated", "final_obs", "final_state",
-                                       "ep_done", "ep_return", "ep_length", "ep_won")}
-                for t in range(T):
+                # host workers and the jitted steps of one update must finish within stall_timeout
+                with StallWatchdog(c.stall_timeout, f"update {update + 1} (host rollout and jitted learning step)"):
+                    start = _runner(ts, reset, actor_h, critic_h)
+                    raw = {k: [] for k in ("obs", "state", "avail", "active", "reset", "action", "logp", "dist",
+                                           "reward", "terminated", "truncated", "final_obs", "final_state",
+                                           "ep_done", "ep_return", "ep_length", "ep_won")}
+                    for t in range(T):
+                        tc = time.perf_counter()
+                        actor_h, action, logp, dist, k_act = act(learner.actor_params, actor_h, ts.obs, reset,
+                                                                 ts.avail, k_act)
+                        action, logp, dist = np.asarray(action), np.asarray(logp), np.asarray(dist)
+                        if update == done_updates and t == 0:
+                            compile_s += time.perf_counter() - tc
+                        # Gaussian samples are clipped for the env only: the log-prob stays the sampled action's.
+                        env_action = action if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
+                        te = time.perf_counter()
+                        nts = venv.step(env_action)
+                        env_s += time.perf_counter() - te
+                        for k, v in (("obs", ts.obs), ("state", ts.state), ("avail", ts.avail),
+                                     ("active", ts.active), ("reset", reset), ("action", action), ("logp", logp),
+                                     ("dist", dist), ("reward", nts.reward), ("terminated", nts.terminated),
+                                     ("truncated", nts.truncated), ("final_obs", nts.final_obs),
+                                     ("final_state", nts.final_state), ("ep_done", nts.episode.done),
+                                     ("ep_return", nts.episode.returned_return),
+                                     ("ep_length", nts.episode.returned_length.astype(np.float32)),
+                                     ("ep_won", nts.episode.returned_won)):
+                            raw[k].append(v)
+                        reset = nts.terminated | nts.truncated
+                        ts = nts
+                    raw = {k: np.stack(v) for k, v in raw.items()}
+                    end = _runner(ts, reset, actor_h, critic_h)
+                    key, k_learn = jax.random.split(key)
                     tc = time.perf_counter()
-                    actor_h, action, logp, dist, k_act = act(learner.actor_params, actor_h, ts.obs, reset,
-                                                             ts.avail, k_act)
-                    action, logp, dist = np.asarray(action), np.asarray(logp), np.asarray(dist)
-                    if update == done_updates and t == 0:
-                        compile_s += time.perf_counter() - tc
-                    # Gaussian samples are clipped for the env only: the log-prob stays the sampled action's.
-                    env_action = action if spec.discrete else np.clip(action, spec.action_low, spec.action_high)
-                    te = time.perf_counter()
-                    nts = venv.step(env_action)
-                    env_s += time.perf_counter() - te
-                    for k, v in (("obs", ts.obs), ("state", ts.state), ("avail", ts.avail),
-                                 ("active", ts.active), ("reset", reset), ("action", action), ("logp", logp),
-                                 ("dist", dist), ("reward", nts.reward), ("terminated", nts.terminated),
-                                 ("truncated", nts.truncated), ("final_obs", nts.final_obs),
-                                 ("final_state", nts.final_state), ("ep_done", nts.episode.done),
-                                 ("ep_return", nts.episode.returned_return),
-                                 ("ep_length", nts.episode.returned_length.astype(np.float32)),
-                                 ("ep_won", nts.episode.returned_won)):
-                        raw[k].append(v)
-                    reset = nts.terminated | nts.truncated
-                    ts = nts
-                raw = {k: np.stack(v) for k, v in raw.items()}
-                end = _runner(ts, reset, actor_h, critic_h)
-                key, k_learn = jax.random.split(key)
-                tc = time.perf_counter()
-                traj = assemble(raw)
-                learner, critic_h, metrics = learn(learner, traj, start, end, k_learn)
-                metrics = jax.device_get(metrics)
+                    traj = assemble(raw)
+                    learner, critic_h, metrics = learn(learner, traj, start, end, k_learn)
+                    metrics = jax.device_get(metrics)
                 if update == done_updates:
                     compile_s += time.perf_counter() - tc
                 history.append(metrics)

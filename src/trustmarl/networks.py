@@ -7,7 +7,8 @@ shared parameters fold agents into the batch (``B = E·A``); per-agent parameter
 leading axis and the module is ``vmap``-ed over agents (HAPPO's default, no sharing).
 
 Initialisation follows the PPO/MAPPO convention: orthogonal, gain √2 in hidden layers, 0.01 for the
-policy head (near-uniform initial policy) and 1 for the value head.
+policy head (near-uniform initial policy) and 1 for the value head. The orthogonal matrices come from
+:func:`orthogonal`, a QR written in plain JAX operations, never LAPACK: see its docstring for why.
 """
 from __future__ import annotations
 
@@ -18,13 +19,74 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 MASKED_LOGIT = -1e9  # finite, so that masked entries give exp()=0 without NaN gradients
 
 
 LN_EPS = 1e-6
+
+
+def householder_qr(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Thin QR of ``a`` [m, n], m ≥ n, by Householder reflections in plain JAX: returns ``(Q [m, n], diag R [n])``.
+
+    Column k: ``x = R[k:, k]``, ``v = x − α e_k`` with ``α = −sign(x_k)‖x‖`` (no cancellation),
+    ``R ← R − β v (vᵀ R)``, ``β = 2/vᵀv``; then ``Q = H_0 ⋯ H_{n−1} [I_n; 0]`` is applied backwards (Golub &
+    Van Loan, Algorithms 5.1.1 and 5.2.1). Only elementwise ops and matrix-vector products: under ``vmap``
+    it stays ordinary batched XLA arithmetic, whereas ``jnp.linalg.qr`` is a LAPACK custom call that XLA's
+    CPU runtime splits over its own thread pool and which, when two such batched calls run at once, can
+    take every pool thread and wait on itself forever (docs/known-issues.md).
+    """
+    m, n = a.shape
+    rows = jnp.arange(m)
+
+    def reflect(k, carry):
+        r, vs, betas = carry
+        x = jnp.where(rows >= k, r[:, k], 0.0)
+        xk = x[k]
+        alpha = -jnp.where(xk >= 0, 1.0, -1.0) * jnp.sqrt(jnp.sum(x * x))
+        v = x.at[k].add(-alpha)
+        vv = jnp.sum(v * v)
+        beta = jnp.where(vv > 0, 2.0 / jnp.where(vv > 0, vv, 1.0), 0.0)
+        r = r - beta * jnp.outer(v, v @ r)
+        return r, vs.at[k].set(v), betas.at[k].set(beta)
+
+    init = (a, jnp.zeros((n, m), a.dtype), jnp.zeros((n,), a.dtype))
+    r, vs, betas = jax.lax.fori_loop(0, n, reflect, init)
+
+    def apply(i, q):
+        k = n - 1 - i
+        v = vs[k]
+        return q - betas[k] * jnp.outer(v, v @ q)
+
+    q = jax.lax.fori_loop(0, n, apply, jnp.eye(m, n, dtype=a.dtype))
+    return q, jnp.diagonal(r)
+
+
+def orthogonal(scale: float = 1.0, column_axis: int = -1):
+    """Orthogonal initialiser (Saxe et al. 2014) with the same draw as ``jax.nn.initializers.orthogonal``.
+
+    ``Z ~ N(0, 1)`` of shape ``[max(r, c), min(r, c)]``, ``Z = QR``, ``W = scale · Q · diag(sign(diag R))``
+    (transposed when ``r < c``), which is Haar-distributed (Mezzadri 2007). The sign-fixed ``Q`` of a
+    full-rank ``Z`` is unique, so this equals JAX's initialiser for the same key up to float rounding
+    (tested to 1e-5); only the QR differs: :func:`householder_qr` instead of LAPACK, so that initialising
+    many seeds or agents under ``vmap`` cannot deadlock XLA's CPU thread pool.
+    """
+    def init(key, shape, dtype=jnp.float32):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initialiser needs a shape of rank >= 2, got {shape}")
+        n_cols = shape[column_axis]
+        n_rows = int(np.prod(shape)) // n_cols
+        z = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
+        q, d = householder_qr(z)
+        q = q * jnp.where(d >= 0, 1.0, -1.0).astype(dtype)[None, :]
+        if n_rows < n_cols:
+            q = q.T
+        q = jnp.reshape(q, tuple(np.delete(shape, column_axis)) + (n_cols,))
+        return jnp.asarray(scale, dtype) * jnp.moveaxis(q, -1, column_axis)
+
+    return init
 
 
 def _moments(x):

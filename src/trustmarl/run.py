@@ -30,6 +30,7 @@ import numpy as np
 
 from trustmarl.config import Config
 from trustmarl.trainer import Trainer, TrainState, make_train
+from trustmarl.watchdog import StallWatchdog
 
 TR_PREFIX = "tr/"
 
@@ -269,12 +270,15 @@ def train(config: Config, run_dir: Path | None = None, resume: bool = False, con
         while done_updates < n_total:
             n = min(chunk, n_total - done_updates)
             t = time.perf_counter()
-            compiled = run_chunk.lower(state, n).compile() if n not in getattr(run_chunk, "_seen", set()) else None
-            if compiled is not None:
+            what = f"the jitted chunk of updates {done_updates + 1}-{done_updates + n}"
+            if n not in getattr(run_chunk, "_seen", set()):
+                with StallWatchdog(c.stall_timeout, "compiling " + what):
+                    run_chunk.lower(state, n).compile()
                 compile_s += time.perf_counter() - t
                 run_chunk._seen = getattr(run_chunk, "_seen", set()) | {n}
-            state, metrics = run_chunk(state, n)
-            jax.block_until_ready(state)
+            with StallWatchdog(c.stall_timeout, what):
+                state, metrics = run_chunk(state, n)
+                jax.block_until_ready(state)
             logger.log_chunk(metrics, done_updates)
             done_updates += n
             steps_run += n * trainer.d["steps_per_update"]

@@ -1,0 +1,53 @@
+"""Record golden metrics of short fixed-seed runs (issue 8, item 6): run from the repository root with
+``python tests/golden/record.py`` to (re)write ``tests/golden/*.npz``.
+
+Recorded first at commit 8ee4639, before the architecture redesign, with the API of that commit; the test
+``tests/test_golden.py`` recomputes them with today's API and asks for equality.
+"""
+import functools
+import os
+import sys
+
+import jax
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from conftest import tiny  # noqa: E402
+
+# name -> config overrides (tiny configs: compile in seconds, 3 updates)
+CASES = {
+    "ippo_ff_mpe": dict(algo="ippo", env="mpe_spread", num_agents=3, network="ff"),
+    "mappo_gru_smax3m": dict(algo="mappo", env="smax", map="3m", network="gru", hidden=(16,)),
+    "jrppo_ff_smax3m": dict(algo="jrppo", env="smax", map="3m", network="ff"),
+}
+HOST_CASE = dict(algo="mappo", network="ff", num_envs=2, rollout_length=8, total_env_steps=2 * 8 * 3)
+
+
+def _flat(metrics: dict, params) -> dict:
+    out = {f"m/{k}": np.asarray(v) for k, v in metrics.items()}
+    for i, leaf in enumerate(jax.tree.leaves(params)):
+        out[f"p/{i}"] = np.asarray(leaf)
+    return out
+
+
+def main():
+    from trustmarl.trainer import make_train
+    from trustmarl.host import host_train
+    from pettingzoo.sisl import pursuit_v5
+    for name, kw in CASES.items():
+        trainer = make_train(tiny(**kw))
+        state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
+        data = _flat(metrics, (state.learner.actor_params, state.learner.critic_params))
+        np.savez(os.path.join(HERE, f"{name}.npz"), **data)
+        print(name, len(data), "arrays")
+    fn = functools.partial(pursuit_v5.parallel_env, n_pursuers=3, n_evaders=4, max_cycles=20)
+    s = host_train(tiny(env="pz_pursuit", **HOST_CASE), fn, async_=False, plot=False)
+    data = {f"m/{k}": np.asarray(v) for k, v in s["metrics"].items()}
+    np.savez(os.path.join(HERE, "host_mappo_pursuit.npz"), **data)
+    print("host_mappo_pursuit", len(data), "arrays")
+
+
+if __name__ == "__main__":
+    main()

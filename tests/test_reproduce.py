@@ -1,7 +1,7 @@
 """The paper-experiment plans: budgets, maps, clip values, validation (no training here)."""
 import pytest
 
-from trustmarl import reproduce
+from trustmarl.analysis import reproduce
 from trustmarl.config import Config
 
 

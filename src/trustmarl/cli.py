@@ -122,7 +122,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from trustmarl import plotting
+    from trustmarl.analysis import figures as plotting
     figures = getattr(plotting, "FIGURES", {})
     if args.figure not in figures:
         return _fail(f"figure {args.figure!r} is unknown; allowed: {', '.join(figures)}")
@@ -153,7 +153,7 @@ def _plot_options(func, words: list[str]) -> dict:
 
 
 def cmd_reproduce(args) -> int:
-    from trustmarl import reproduce
+    from trustmarl.analysis import reproduce
     from trustmarl.config import ConfigError
     if args.name == "list":
         for e in reproduce.EXPERIMENTS.values():

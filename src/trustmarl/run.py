@@ -304,8 +304,8 @@ def train(config: Config, run_dir: Path | None = None, resume: bool = False, con
 
 
 def plot_run(run_dir: Path) -> Path:
-    from trustmarl import plotting
-    return Path(plotting.plot_learning_curve(run_dir, run_dir / "learning_curve.png"))
+    from trustmarl.analysis.figures import plot_learning_curve
+    return Path(plot_learning_curve(run_dir, run_dir / "learning_curve.png"))
 
 
 class _Progress:

@@ -1,4 +1,4 @@
-"""trustmarl.plotting against synthetic run folders written to the run-folder contract."""
+"""trustmarl.analysis (runs, figures) against synthetic run folders written to the run-folder contract."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trustmarl import plotting as pl
+from trustmarl.analysis import figures as pl
+from trustmarl.analysis import runs as rn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -130,7 +131,7 @@ def test_figures_registry():
 
 def test_root_folder_is_searched_and_options(sweep, tmp_path):
     root = sweep[0].parent
-    assert len(pl.find_runs([root])) == len(sweep)
+    assert len(rn.find_runs([root])) == len(sweep)
     assert_png(pl.plot_ratio_range([root], tmp_path / "a.png", update="first"))
     assert_png(pl.plot_ratio_range(sweep[:4], tmp_path / "b.png", update=2, facet=None))
     assert_png(pl.plot_tv_cdf(sweep[:8], tmp_path / "c.png", source="trust_region"))
@@ -150,7 +151,7 @@ def test_learning_curve(tmp_path):
 def test_seed_column_splits_curves(tmp_path):
     multi = write_run(tmp_path / "runs", "vmapped", seeds_in_run=3, seed=7)
     other = write_run(tmp_path / "runs", "single", seed=8)
-    x, mean, std, n = pl._aggregate(pl.find_runs([multi, other]), "metrics", "env_steps", "return_mean")
+    x, mean, std, n = rn._aggregate(rn.find_runs([multi, other]), "metrics", "env_steps", "return_mean")
     assert n == 4 and len(x) == 6 and np.all(np.diff(x) > 0)
     assert_png(pl.plot_learning_curve(multi, tmp_path / "lc.png"))
     for name in MULTI_RUN:
@@ -160,14 +161,14 @@ def test_seed_column_splits_curves(tmp_path):
 def test_seeds_on_different_grids_are_interpolated(tmp_path):
     a = write_run(tmp_path, "a", seed=0, steps_per_update=1000, updates=6)
     b = write_run(tmp_path, "b", seed=1, steps_per_update=1500, updates=5)
-    runs = pl.find_runs([a, b])
-    x, mean, std, n = pl._aggregate(runs, "metrics", "env_steps", "return_mean")
+    runs = rn.find_runs([a, b])
+    x, mean, std, n = rn._aggregate(runs, "metrics", "env_steps", "return_mean")
     assert n == 2 and x[0] >= 1500 and x[-1] <= 6000
     assert np.all(np.isfinite(mean)) and np.all(std >= 0)
     # win rate all empty -> no data, curve skipped
     c = write_run(tmp_path, "c", wins=False)
-    assert pl._aggregate(pl.find_runs([c]), "metrics", "env_steps", "win_rate") is None
-    assert math.isnan(pl.load_run(c).column("metrics", "win_rate")[0])
+    assert rn._aggregate(rn.find_runs([c]), "metrics", "env_steps", "win_rate") is None
+    assert math.isnan(rn.load_run(c).column("metrics", "win_rate")[0])
 
 
 def test_virtual_keys_and_grouping(tmp_path):
@@ -175,23 +176,23 @@ def test_virtual_keys_and_grouping(tmp_path):
     cfg = json.loads((a / "config.json").read_text())
     cfg |= {"env": "smax", "map": "3s5z", "clip_alpha": 0.5, "clip_eps_effective": 0.5 / 3}
     (a / "config.json").write_text(json.dumps(cfg))
-    run = pl.load_run(a)
+    run = rn.load_run(a)
     assert run.get("task") == "3s5z" and run.get("clip") == pytest.approx(0.5 / 3)
     assert run.get("ppo.epochs") == 4 and run.get("ppo.missing", 1) == 1
     b = write_run(tmp_path, "b", env="mpe_spread", clip_eps=0.2)
     cfg = json.loads((b / "config.json").read_text()) | {"map": "3m", "no_clip": True}
     (b / "config.json").write_text(json.dumps(cfg))
-    assert pl.load_run(b).get("task") == "mpe_spread" and pl.load_run(b).get("clip") == "none"
+    assert rn.load_run(b).get("task") == "mpe_spread" and rn.load_run(b).get("clip") == "none"
     # runs differing in an identity key are not averaged together even if group_by omits it
     c = write_run(tmp_path, "c", algo="mappo", seed=3)
     d = write_run(tmp_path, "d", algo="ippo", seed=4)
-    runs = pl.find_runs([c, d])
-    assert pl._curve_keys(runs, ("clip",)) == ("clip", "algo")
+    runs = rn.find_runs([c, d])
+    assert rn._curve_keys(runs, ("clip",)) == ("clip", "algo")
     assert_png(pl.plot_returns_and_tv([a, b, c, d], tmp_path / "mixed.png"))
 
 
 def one_line_error(fn, *args, match: str, **kw):
-    with pytest.raises(pl.PlotInputError) as err:
+    with pytest.raises(rn.PlotInputError) as err:
         fn(*args, **kw)
     msg = str(err.value)
     assert "\n" not in msg and match in msg, msg
@@ -232,13 +233,13 @@ def test_colours_distinct_within_each_panel_and_panels_by_team_size(tmp_path, mo
     # 10-colour palette; the agent count follows the panel, so only the clip value may pick the colour.
     runs = [write_run(tmp_path, f"{m}_{c}", env=m, clip_eps=c, num_agents=n)
             for m, n in (("10m_vs_11m", 10), ("2s3z", 5)) for c in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)]
-    found = pl.find_runs(runs)
-    facets = pl._facets(found, "task")
+    found = rn.find_runs(runs)
+    facets = rn._facets(found, "task")
     assert [f[0] for f in facets] == [("2s3z",), ("10m_vs_11m",)]  # 5 agents before 10
-    keys = pl._curve_keys(found, ("clip",), "task")
+    keys = rn._curve_keys(found, ("clip",), "task")
     colours = pl._colors(found, keys, facets)
     for _, frun in facets:
-        in_panel = [colours[g] for g, _ in pl._group(frun, keys)]
+        in_panel = [colours[g] for g, _ in rn._group(frun, keys)]
         assert len(in_panel) == 6 and len(set(in_panel)) == 6
     drawn = _capture_figure(monkeypatch)
     out = pl.plot_returns_and_tv(runs, tmp_path / "fig3.png")
@@ -263,7 +264,7 @@ def test_fig10_rows_draw_only_the_win_rate(sweep, tmp_path, monkeypatch):
     assert len(axes) == 2  # one panel per clip value (0.1, 0.3)
     assert {ax.get_ylabel() for ax in axes} == {"win rate"}
     assert all(len(ax.get_lines()) == 2 for ax in axes)  # joint and independent
-    with pytest.raises(pl.PlotInputError, match="rows is empty"):
+    with pytest.raises(rn.PlotInputError, match="rows is empty"):
         pl.plot_joint_vs_independent(sweep[:8], tmp_path / "g.png", rows=())
     # two maps: one metric on a (clip down) x (map across, fewer agents first) grid
     two = [write_run(tmp_path / "two", f"{m}_{r}_{c}", env=m, num_agents=n, clip_eps=c, ratio=r)

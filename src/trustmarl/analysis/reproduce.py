@@ -52,7 +52,7 @@ class Experiment:
     name: str
     doc: str
     runs: Callable[[], dict[str, dict]] | None  # run name -> config overrides; None when ``shares``
-    figure: str  # key of trustmarl.plotting.FIGURES
+    figure: str  # key of trustmarl.analysis.figures.FIGURES
     figure_kwargs: dict = dataclasses.field(default_factory=dict)
     scaled: bool = True  # whether --budget scales total_env_steps
     shares: str | None = None  # another experiment whose runs (and run folders) this figure reads
@@ -157,7 +157,8 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
 
     An experiment that ``shares`` another's runs (Fig. 10 reads Fig. 9's) uses that experiment's folder, so
     runs already done there are kept and the two figures always show the same runs."""
-    from trustmarl import plotting, run
+    from trustmarl import run
+    from trustmarl.analysis import figures
     from trustmarl.config import Config
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
@@ -177,7 +178,7 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
         s = run.train(config.replace(run_name=run_name, out_dir=str(root)), run_dir=d)
         print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
-    png = plotting.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
+    png = figures.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
     (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
                                                    "seeds": seeds, "runs": configs}, indent=2, default=str))
     return Path(png)

@@ -1,14 +1,14 @@
 """Environment registry: every env name trustmarl knows, built into the stacked-array contract.
 
 ``make_env(name, **options) -> JaxMARLAdapter``. Names and their options are listed by
-:func:`list_envs` (and ``trustmarl list``).
+:func:`list_envs` (and ``trustmarl list``). Users bring their own environments through
+:func:`register_env`, ``package.module:factory`` paths (:func:`resolve_env`) or :func:`as_jax_env`
+(:mod:`trustmarl.envs.registry`, docs/envs/custom.md); this module adds the built-ins.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
-from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -16,9 +16,12 @@ import jax.numpy as jnp
 
 from trustmarl.envs.core import (GLOBAL_STATE_KINDS, AdapterState, EnvHooks, EnvSpec, EpisodeStats,
                                  JaxMARLAdapter, Timestep)
+from trustmarl.envs.registry import (ENVS, EnvEntry, as_jax_env, check_jax_env, is_host_env, list_envs,
+                                     make_env, register_env, resolve_env)
 
 __all__ = ["make_env", "list_envs", "list_smax_maps", "EnvSpec", "Timestep", "AdapterState", "EpisodeStats",
-           "JaxMARLAdapter", "ENVS"]
+           "JaxMARLAdapter", "EnvHooks", "ENVS", "EnvEntry", "register_env", "resolve_env", "as_jax_env",
+           "is_host_env", "check_jax_env", "GLOBAL_STATE_KINDS"]
 
 
 def _quiet_jaxmarl():
@@ -101,14 +104,6 @@ def _own(module: str, factory: str, default_state: str = "concat_obs"):
     return make
 
 
-@dataclasses.dataclass(frozen=True)
-class EnvEntry:
-    make: Callable
-    doc: str
-    options: tuple
-    host: bool = False  # a Python env stepped in worker processes: ``make(**options)`` returns an env_fn
-
-
 def _pz(module: str, name: str):
     """Host-path env: ``make(**kw)`` gives a picklable zero-argument PettingZoo ParallelEnv constructor."""
     def make(**kw):
@@ -125,7 +120,8 @@ def _grf(scenario: str):
     return make
 
 
-ENVS: dict[str, EnvEntry] = {
+# The built-ins (registry.ENVS starts empty; register_env adds user envs beside these).
+ENVS.update({
     "mpe_spread": EnvEntry(_make_mpe_spread, "JaxMARL MPE simple_spread_v3 (N agents, N landmarks)",
                            ("num_agents", "continuous")),
     "smax": EnvEntry(_make_smax, "JaxMARL SMAX with the heuristic enemy (SMAC stand-in)", ("map",)),
@@ -146,20 +142,4 @@ ENVS: dict[str, EnvEntry] = {
     "grf_counterattack_hard": EnvEntry(_grf("academy_counterattack_hard"),
                                        "Google Research Football academy_counterattack_hard (4 players), host",
                                        ("rewards",), host=True),
-}
-
-
-def list_envs() -> dict[str, EnvEntry]:
-    return dict(ENVS)
-
-
-def make_env(name: str, **options) -> JaxMARLAdapter:
-    """Build env ``name`` with ``options``; unknown names or options give a one-line error."""
-    if name not in ENVS:
-        raise ValueError(f"env={name!r} is unknown; allowed: {', '.join(ENVS)}")
-    if "global_state" in options and options["global_state"] not in GLOBAL_STATE_KINDS:
-        raise ValueError(f"global_state={options['global_state']!r} is not one of {GLOBAL_STATE_KINDS}")
-    try:
-        return ENVS[name].make(**options)
-    except TypeError as err:
-        raise ValueError(f"bad option for env={name!r}: {err}") from None
+})

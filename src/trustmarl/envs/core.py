@@ -134,7 +134,10 @@ class JaxMARLAdapter:
         ``"env"`` ``[world state, agent one-hot]`` (as JaxMARL's MAPPO baseline);
         ``"concat_obs"`` ``[all agents' obs, own first, agent one-hot]``.
         Dead agents get zeros except the one-hot (MAPPO's death masking).
-      episode_limit: time limit; read from ``env.max_steps`` when not given.
+      episode_limit: time limit; read from ``env.max_steps`` when not given. When given, the adapter also
+        ends episodes there itself (a truncation), so an env without a time limit of its own (no
+        ``max_steps``, never ``dones["__all__"]`` by time) can be trained; with ``max_steps`` as well, the
+        smaller of the two is the limit. An env with neither is refused (ValueError).
     """
 
     def __init__(self, env, name: str, hooks: EnvHooks = EnvHooks(), global_state: str = "agent_specific",
@@ -151,9 +154,22 @@ class JaxMARLAdapter:
         if len(discrete) != 1:
             raise ValueError(f"env {name!r} mixes discrete and continuous action spaces; that is not supported")
         self._discrete = discrete.pop()
-        limit = episode_limit if episode_limit is not None else getattr(env, "max_steps", None)
+        own_limit = getattr(env, "max_steps", None)
+        if episode_limit is not None:
+            if not isinstance(episode_limit, (int, np.integer)) or isinstance(episode_limit, bool) \
+                    or episode_limit < 1:
+                raise ValueError(f"episode_limit={episode_limit!r} for env {name!r} must be a positive integer")
+            # The adapter cuts episodes at an explicit limit (truncation) only where the env may run longer;
+            # an env whose own max_steps is the limit steps exactly as without this option.
+            self._cut_at_limit = own_limit is None or int(episode_limit) < int(own_limit)
+            limit = int(episode_limit) if own_limit is None else min(int(episode_limit), int(own_limit))
+        else:
+            self._cut_at_limit = False
+            limit = own_limit
         if limit is None:
-            raise ValueError(f"env {name!r} has no max_steps; pass episode_limit")
+            raise ValueError(f"env {name!r} has no time limit (no max_steps attribute); pass episode_limit=<steps> "
+                             f"(e.g. as_jax_env(env, episode_limit=100), or the env option episode_limit) or give "
+                             f"the env a max_steps")
         low, high = -1.0, 1.0
         if not self._discrete:
             space = env.action_space(agents[0])
@@ -261,6 +277,8 @@ class JaxMARLAdapter:
         done = jnp.asarray(dones["__all__"], bool)
         ep = astate.episode
         length = ep.episode_length + 1
+        if self._cut_at_limit:  # an explicit episode_limit the env does not enforce itself
+            done = done | (length >= self.spec.episode_limit)
         if self.hooks.task_terminal is not None:
             by_task = self.hooks.task_terminal(self.env, env_state)
         else:

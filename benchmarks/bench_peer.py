@@ -81,7 +81,7 @@ def run_ceiling(peers: Path, case: dict) -> float:
 
 def run_ours(case: dict, steps: float, measure: bool) -> dict:
     from trustmarl.config import Config
-    from trustmarl.trainer import make_train
+    from trustmarl.trainers import make_train
     cfg = Config.build({**case["ours"], "total_env_steps": int(steps), "measure_trust_region": measure,
                         "progress": False})
     trainer = make_train(cfg)
@@ -93,7 +93,7 @@ def run_ours(case: dict, steps: float, measure: bool) -> dict:
     _, metrics = compiled(rng)
     jax.block_until_ready(metrics)
     run_s = time.perf_counter() - t
-    env_steps = trainer.d["env_steps"]
+    env_steps = trainer.derived.env_steps
     ret = np.asarray(metrics["return_mean"])
     out = {"env_steps": env_steps, "compile_s": compile_s, "run_s": run_s, "env_steps_per_s": env_steps / run_s,
            "final_return": float(np.nanmean(ret[-10:]))}

@@ -26,7 +26,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def trained_tiny():
     """(trainer, state, metrics) of a tiny IPPO run on 2-agent MPE, compiled once for several tests."""
-    from trustmarl.trainer import make_train
+    from trustmarl.trainers import make_train
     trainer = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2))
     state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
     return trainer, state, metrics

@@ -37,7 +37,7 @@ def write_run(
     """Write config.json, metrics.csv and trust_region.csv like the trainer does.
 
     ``seeds_in_run`` > 0 adds a ``seed`` column with one row per (seed, update [, epoch]), as
-    trustmarl.run writes for seeds vmapped inside one run."""
+    trustmarl.runtime writes for seeds vmapped inside one run."""
     run = root / name
     run.mkdir(parents=True)
     cfg = {"algo": algo, "env": env, "clip_eps": clip_eps, "ratio": ratio, "seed": seed,

@@ -83,7 +83,7 @@ def test_counterattack_env_spaces_and_episode_flags():
 
 @needs_gfootball
 def test_grf_counterattack_trains_on_the_host_path():
-    from trustmarl.host import host_train
+    from trustmarl.runtime.loop import host_train
     c = tiny(algo="mappo", network="ff", num_envs=4, rollout_length=64, update_epochs=1, num_minibatches=2,
              hidden=(16, 16), total_env_steps=4 * 64 * 2, progress=False, measure_trust_region=False)
     s = host_train(c, grf_env_fn("academy_counterattack_easy"))

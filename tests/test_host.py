@@ -13,7 +13,8 @@ from gymnasium import spaces
 from pettingzoo.utils.env import ParallelEnv
 
 from trustmarl.algos import ALGORITHMS
-from trustmarl.host import HostVectorEnv, host_train
+from trustmarl.envs.host_vector import HostVectorEnv
+from trustmarl.runtime.loop import host_train
 
 from conftest import tiny
 

@@ -44,7 +44,7 @@ def test_householder_qr_on_hand_numbers():
 
 def _programs():
     """(name, lowered text) of the jitted, vmapped programs the run loop and the Python API build."""
-    from trustmarl.trainer import make_train
+    from trustmarl.trainers import make_train
     configs = {
         "ippo-ff-mpe-per-agent": tiny(algo="ippo", env="mpe_spread", num_agents=3, share_params=False),
         "mappo-gru-smax-per-agent": tiny(algo="mappo", env="smax", map="3m", network="gru", hidden=(16,),
@@ -70,7 +70,7 @@ _REGRESSION = textwrap.dedent("""
     import sys, time
     import jax
     from conftest import tiny
-    from trustmarl.trainer import make_train
+    from trustmarl.trainers import make_train
     for network, hidden in (("ff", (16, 16)), ("gru", (16,))):
         trainer = make_train(tiny(algo="mappo", env="mpe_spread", num_agents=3, network=network,
                                   hidden=hidden, share_params=False))

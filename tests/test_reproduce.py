@@ -66,7 +66,7 @@ def test_appendix_figure_plans():
 
 
 def _fake_train(calls):
-    """Stand-in for trustmarl.run.train: writes a run folder (config, metrics, trust region) without training."""
+    """Stand-in for trustmarl.runtime.train: writes a run folder (config, metrics, trust region) without training."""
     import csv
     import json
 
@@ -88,7 +88,7 @@ def _fake_train(calls):
 
 
 def test_reproduce_runs_plans_keeps_finished_runs_and_fig10_reads_fig9(tmp_path, monkeypatch):
-    from trustmarl import run
+    from trustmarl import runtime as run
     calls = []
     monkeypatch.setattr(run, "train", _fake_train(calls))
     png = reproduce.reproduce("sun2022-fig9", tmp_path, budget=0.001)

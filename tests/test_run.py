@@ -7,7 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from trustmarl import cli, run
+from trustmarl import cli, runtime as run
+from trustmarl.runtime import checkpoints as ckpt
+from trustmarl.runtime import logging as runlog
+from trustmarl.runtime.loop import make_driver
 
 from conftest import tiny
 
@@ -38,7 +41,7 @@ def test_run_folder_contents(finished_run):
     assert {"seed", "update", "env_steps", "return_mean", "ratio_min_0", "tv_1", "sum_tv"} <= set(rows[0])
     tr = _rows(d / "trust_region.csv")
     assert len(tr) == 4 * 2 * 2  # updates x seeds x epochs
-    assert run.latest_checkpoint(d) == 4
+    assert ckpt.latest_checkpoint(d) == 4
     assert summary["env_steps"] == 4 * 32
 
 
@@ -46,7 +49,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, finis
     ref_dir, _ = finished_run
     config = tiny(**CFG)
     calls = {"n": 0}
-    original = run.RunLogger.log_chunk
+    original = runlog.RunLogger.log_chunk
 
     def crash_on_third(self, metrics, first):
         calls["n"] += 1
@@ -54,15 +57,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, finis
             raise KeyboardInterrupt  # the process dies after update 3 ran, before it was logged or saved
         return original(self, metrics, first)
 
-    monkeypatch.setattr(run.RunLogger, "log_chunk", crash_on_third)
+    monkeypatch.setattr(runlog.RunLogger, "log_chunk", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         run.train(config, run_dir=tmp_path / "b")
-    monkeypatch.setattr(run.RunLogger, "log_chunk", original)
-    assert run.latest_checkpoint(tmp_path / "b") == 2
+    monkeypatch.setattr(runlog.RunLogger, "log_chunk", original)
+    assert ckpt.latest_checkpoint(tmp_path / "b") == 2
     run.train(run.load_config(tmp_path / "b"), run_dir=tmp_path / "b", resume=True)
-    trainer = run.make_train(config)
-    a = run.restore_checkpoint(ref_dir, run.init_state(trainer))
-    b = run.restore_checkpoint(tmp_path / "b", run.init_state(trainer))
+    template = make_driver(config).init()
+    a = ckpt.restore_checkpoint(ref_dir, template)
+    b = ckpt.restore_checkpoint(tmp_path / "b", template)
     for x, y in zip(jax.tree.leaves(a.learner), jax.tree.leaves(b.learner)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     rows = _rows(tmp_path / "b" / "metrics.csv")
@@ -109,15 +112,19 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert "not a run folder" in capsys.readouterr().err
     assert cli.main(["train", "--keys"]) == 0
     assert "clip_alpha" in capsys.readouterr().out
+    assert cli.main(["train", "--keys", "algo=jrppo"]) == 0
+    out = capsys.readouterr().out
+    assert "keys read by algo=jrppo" in out and "ratio" in out and "default='joint'" in out
+    assert cli.main(["train", "--keys", "algo=nope"]) == 2
+    assert "algo='nope' is unknown" in capsys.readouterr().err
 
 
 def test_checkpoint_write_is_atomic(tmp_path):
     """A crash while saving leaves the previous checkpoint readable (orbax renames a finished tmp dir)."""
-    trainer = run.make_train(tiny(**CFG))
-    state = run.init_state(trainer)
-    run.save_checkpoint(tmp_path, state, 1)
+    state = make_driver(tiny(**CFG)).init()
+    ckpt.save_checkpoint(tmp_path, state, 1)
     names = [p.name for p in (tmp_path / "checkpoints").iterdir()]
     assert "1" in names and not any("tmp" in n for n in names)
-    restored = run.restore_checkpoint(tmp_path, state)
+    restored = ckpt.restore_checkpoint(tmp_path, state)
     for x, y in zip(jax.tree.leaves(state.learner), jax.tree.leaves(restored.learner)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from trustmarl.config import Config
-from trustmarl.trainer import Batch, make_train
+from trustmarl.trainers import Batch, make_train
 
 from conftest import tiny
 
@@ -23,13 +23,18 @@ def _batch(trainer, logp_old, adv, action, logits_new_bias=0.0):
                  actor_h=jnp.zeros((1, A, trainer.hidden_size)), critic_h=jnp.zeros((1, A, trainer.hidden_size)))
 
 
+def _loss(trainer):
+    """The actor loss of the simultaneous order (factor 1 on every sample)."""
+    return lambda params, b: trainer.actor_loss(params, b, jnp.ones_like(b.adv))
+
+
 @pytest.mark.parametrize("jit", [False, True])
 def test_clipped_surrogate_on_hand_numbers(jit):
     trainer = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2, ent_coef=0.0, clip_eps=0.2))
     params = trainer.init(jax.random.PRNGKey(0)).learner.actor_params
     # zero input, near-uniform head: log pi(a) ≈ log(1/5). Choose old log-probs to set the ratios.
     b0 = _batch(trainer, jnp.zeros(2), jnp.ones(2), jnp.zeros(2, int))
-    f = jax.jit(trainer.actor_loss) if jit else trainer.actor_loss
+    f = jax.jit(_loss(trainer)) if jit else _loss(trainer)
     _, m = f(params, b0)
     logp_new = jnp.log(m["ratio_mean"])  # with logp_old = 0 the ratio is pi_new(a)
     # agent 0: ratio 1.5 with A=+1 -> clipped to 1.2; agent 1: ratio 0.5 with A=-2 -> clipped .8*-2=-1.6
@@ -52,11 +57,11 @@ def test_joint_ratio_clips_the_product():
     trainer = make_train(tiny(algo="jrppo", env="mpe_spread", num_agents=2, ent_coef=0.0, clip_eps=0.2,
                               adv_norm=False))
     params = trainer.init(jax.random.PRNGKey(0)).learner.actor_params
-    _, m = trainer.actor_loss(params, _batch(trainer, jnp.zeros(2), jnp.ones(2), jnp.zeros(2, int)))
+    _, m = _loss(trainer)(params, _batch(trainer, jnp.zeros(2), jnp.ones(2), jnp.zeros(2, int)))
     logp_new = jnp.log(m["ratio_mean"])
     # individual ratios 1.1 and 1.15 are inside [0.8, 1.2] but their product 1.265 is clipped to 1.2
     logp_old = logp_new - jnp.log(jnp.array([1.1, 1.15]))
-    loss, m = trainer.actor_loss(params, _batch(trainer, logp_old, jnp.ones(2), jnp.zeros(2, int)))
+    loss, m = _loss(trainer)(params, _batch(trainer, logp_old, jnp.ones(2), jnp.zeros(2, int)))
     assert float(loss) == pytest.approx(-1.2, rel=1e-5)
     np.testing.assert_allclose(m["clip_frac"], [1.0, 1.0])
 
@@ -134,19 +139,51 @@ def test_per_agent_parameters_are_stacked():
 
 
 def test_centralised_critic_sees_other_agents():
-    """Gradient reaches the global state: changing agent 1's observation changes agent 0's value."""
+    """Changing the part of agent 0's global state that holds agent 1's observation changes agent 0's value."""
     trainer = make_train(tiny(algo="mappo", env="mpe_spread", num_agents=2))
     st = trainer.init(jax.random.PRNGKey(0))
     from trustmarl.networks import apply_agents
     ts = st.runner.timestep
-    s0 = trainer._critic_in(ts.obs, ts.state)
-    obs2 = ts.obs.at[:, 1].add(1.0)
-    s1 = trainer._critic_in(obs2, trainer.env._global_state(None, obs2[0], jnp.ones(2, bool))[None].repeat(4, 0))
+    s0 = trainer.critic_in(ts.obs, ts.state)
+    O = trainer.spec.obs_dim  # concat_obs layout: own observation, then the others', then the id
+    s1 = s0.at[:, 0, O:2 * O].add(1.0)
     v = lambda x: apply_agents(trainer.critic, st.learner.critic_params, st.runner.critic_h, x[None],
                                jnp.ones((1, 4), bool))[1]
     assert not np.allclose(v(s0)[0, 0, 0], v(s1)[0, 0, 0])
     ippo = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2))
     assert ippo.critic_in_dim == ippo.spec.obs_dim  # local critic: own observation only
+
+
+def test_one_agents_step_touches_only_that_agents_parameters():
+    """Update-order seam: with per-agent stacks an actor step that selects agent 1 changes agent 1's
+    parameters and optimiser state and leaves agents 0 and 2 bit-identical (own Adam state, own clip)."""
+    trainer = make_train(tiny(algo="mappo", env="mpe_spread", num_agents=3, share_params=False))
+    st = trainer.init(jax.random.PRNGKey(0))
+    rng, k_roll, k_mb = jax.random.split(st.rng, 3)
+    runner, traj = trainer.rollout(st.learner, st.runner, k_roll)
+    values, targets, adv, _ = trainer.evaluate(st.learner, st.runner, runner, traj)
+    mb = jax.tree.map(lambda x: x[0], trainer.minibatches(trainer.make_batch(traj, values, targets, adv,
+                                                                             st.runner), k_mb))
+    only1 = jnp.array([False, True, False])
+    new, _ = jax.jit(trainer.actor_step)(st.learner, mb, jnp.ones_like(mb.adv), only1)
+    for before, after in zip(jax.tree.leaves((st.learner.actor_params, st.learner.actor_opt)),
+                             jax.tree.leaves((new.actor_params, new.actor_opt))):
+        np.testing.assert_array_equal(np.asarray(before)[[0, 2]], np.asarray(after)[[0, 2]])
+    moved = [not np.array_equal(np.asarray(b)[1], np.asarray(a)[1])
+             for b, a in zip(jax.tree.leaves(st.learner.actor_params), jax.tree.leaves(new.actor_params))]
+    assert all(moved)
+    # a factor of 0 on every sample removes the surrogate's gradient: only the entropy term moves agent 1
+    zero, _ = jax.jit(trainer.actor_step)(st.learner, mb, jnp.zeros_like(mb.adv), only1)
+    assert not np.array_equal(np.asarray(jax.tree.leaves(zero.actor_params)[0]),
+                              np.asarray(jax.tree.leaves(new.actor_params)[0]))
+
+
+def test_learning_rate_counts_updates_not_optimiser_steps():
+    """The schedule reads the learner's update count: after U updates it has counted U whatever the
+    number of epochs and minibatches."""
+    trainer = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2, update_epochs=3, num_minibatches=2))
+    state, _ = jax.jit(trainer)(jax.random.PRNGKey(0))
+    assert int(state.learner.updates) == trainer.num_updates == 3
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import textwrap
 
-from trustmarl.watchdog import STALL_EXIT_CODE
+from trustmarl.runtime.watchdog import STALL_EXIT_CODE
 
 
 def _run(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -15,7 +15,7 @@ def _run(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def test_stalled_block_exits_with_stacks_and_code():
     proc = _run("""
         import time
-        from trustmarl.watchdog import StallWatchdog
+        from trustmarl.runtime.watchdog import StallWatchdog
         def waiting_forever():
             time.sleep(30)
         with StallWatchdog(0.5, "the test block"):
@@ -32,7 +32,7 @@ def test_stalled_block_exits_with_stacks_and_code():
 def test_finished_block_disarms_the_watchdog():
     proc = _run("""
         import time
-        from trustmarl.watchdog import StallWatchdog
+        from trustmarl.runtime.watchdog import StallWatchdog
         with StallWatchdog(0.3, "quick", grace_s=0.2):
             pass
         time.sleep(1.0)  # past both the timer and the faulthandler backstop
@@ -45,7 +45,7 @@ def test_finished_block_disarms_the_watchdog():
 def test_disabled_with_zero():
     proc = _run("""
         import time
-        from trustmarl.watchdog import StallWatchdog
+        from trustmarl.runtime.watchdog import StallWatchdog
         with StallWatchdog(0, "off"):
             time.sleep(0.5)
         print("ok")

@@ -27,28 +27,45 @@ def _fail(msg: str) -> int:
 def cmd_train(args) -> int:
     from trustmarl.config import Config, ConfigError
     if args.help_keys:
-        print("trustmarl train [key=value ...]; keys:\n" + Config.describe())
+        try:
+            algo = _algo_word(args.overrides)
+            print(f"trustmarl train [key=value ...]; keys{' read by algo=' + algo if algo else ''}:\n"
+                  + Config.describe(algo))
+        except ConfigError as err:
+            return _fail(str(err))
         return 0
     try:
         config = Config.from_args(args.overrides)
-        from trustmarl import run
+        from trustmarl import runtime
         print(f"training {config.algo} on {config.env}"
               + (f" map={config.map}" if config.env == "smax" else "")
               + f" for {config.total_env_steps:,} env steps, {config.num_seeds} seed(s)")
-        summary = run.train(config)
-    except ConfigError as err:
+        summary = runtime.train(config)
+    except (ConfigError, ValueError) as err:
         return _fail(str(err))
     _print_summary(summary)
     return 0
 
 
+def _algo_word(words: list[str]) -> str | None:
+    """The ``algo=<name>`` among ``--keys`` words (other words are not allowed there)."""
+    from trustmarl.config import ConfigError
+    algo = None
+    for word in words:
+        key, sep, value = word.partition("=")
+        if key != "algo" or not sep:
+            raise ConfigError(f"--keys takes only algo=<name>, not {word!r}")
+        algo = value
+    return algo
+
+
 def cmd_resume(args) -> int:
-    from trustmarl import run
+    from trustmarl import runtime
     from trustmarl.config import ConfigError
     try:
-        config = run.load_config(Path(args.run_dir))
-        summary = run.train(config, run_dir=Path(args.run_dir), resume=True)
-    except (ConfigError, FileNotFoundError) as err:
+        config = runtime.load_config(Path(args.run_dir))
+        summary = runtime.train(config, run_dir=Path(args.run_dir), resume=True)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     _print_summary(summary)
     return 0
@@ -63,42 +80,75 @@ def _print_summary(s: dict):
         print(f"learning curve: {s['learning_curve']}")
 
 
-def _load_policy(run_dir: Path, seed_index: int = 0):
+def _load_policy(run_dir: Path, seed_index: int = 0, host_envs: int = 1):
+    """(driver, actor params of seed ``seed_index``) from a run folder's last checkpoint. A host-path run
+    gets a host driver with ``host_envs`` envs stepped in this process."""
     import jax
-    from trustmarl import run
-    from trustmarl.trainer import make_train
-    config = run.load_config(run_dir)
-    trainer = make_train(config)
-    state = run.restore_checkpoint(run_dir, run.init_state(trainer))
+    from trustmarl.runtime import checkpoints, loop
+    config = loop.load_config(run_dir)
     if not 0 <= seed_index < config.num_seeds:
         raise ValueError(f"--seed-index={seed_index} must be in [0, {config.num_seeds - 1}]")
-    params = jax.tree.map(lambda x: x[seed_index], state.learner.actor_params)
-    return trainer, params
+    driver = loop.make_driver(config, **({"num_envs": host_envs, "async_": False} if _is_host(config) else {}))
+    try:
+        state = checkpoints.restore_checkpoint(run_dir, driver.init())
+    except Exception:
+        driver.close()
+        raise
+    params = jax.tree.map(lambda x: x[seed_index], driver.trainer.policy_params(state))
+    return driver, params
+
+
+def _is_host(config) -> bool:
+    from trustmarl.envs import is_host_env
+    return is_host_env(config.env)
 
 
 def cmd_eval(args) -> int:
     import jax
-    from trustmarl.evaluation import evaluate
-    from trustmarl.envs import ENVS
+    from trustmarl import evaluation
+    if args.episodes < 1:
+        return _fail(f"--episodes={args.episodes} must be >= 1")
     try:
-        from trustmarl import run as R
-        if ENVS[R.load_config(Path(args.run_dir)).env].host:
-            return _fail("eval of host-path runs (PettingZoo, GRF) is not supported yet; use trustmarl.host")
-        trainer, params = _load_policy(Path(args.run_dir), args.seed_index)
-        out = evaluate(trainer, params, jax.random.PRNGKey(args.seed), args.episodes, greedy=not args.sampled)
+        host = _is_host(_run_config(args.run_dir))
+        driver, params = _load_policy(Path(args.run_dir), args.seed_index,
+                                      host_envs=min(args.episodes, 8))
+        try:
+            key = jax.random.PRNGKey(args.seed)
+            if host:
+                out = evaluation.evaluate_host(driver.trainer, params, driver.venv, key, args.episodes,
+                                               greedy=not args.sampled)
+            else:
+                out = evaluation.evaluate(driver.trainer, params, key, args.episodes, greedy=not args.sampled)
+        finally:
+            driver.close()
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(json.dumps(out, indent=2))
     return 0
 
 
+def _run_config(run_dir):
+    from trustmarl.runtime import loop
+    return loop.load_config(Path(run_dir))
+
+
 def cmd_render(args) -> int:
     import jax
-    from trustmarl.evaluation import render_gif
+    from trustmarl import evaluation
     try:
-        trainer, params = _load_policy(Path(args.run_dir), args.seed_index)
+        config = _run_config(args.run_dir)
+        driver, params = _load_policy(Path(args.run_dir), args.seed_index)
         out = Path(args.out) if args.out else Path(args.run_dir) / "episode.gif"
-        path = render_gif(trainer, params, jax.random.PRNGKey(args.seed), out, greedy=not args.sampled)
+        key = jax.random.PRNGKey(args.seed)
+        try:
+            if _is_host(config):
+                from trustmarl.runtime.loop import host_env_fn
+                path = evaluation.render_host_gif(driver.trainer, params, host_env_fn(config), key, out,
+                                                  greedy=not args.sampled)
+            else:
+                path = evaluation.render_gif(driver.trainer, params, key, out, greedy=not args.sampled)
+        finally:
+            driver.close()
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(f"wrote {path}")
@@ -184,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (key=value overrides; --keys lists them)")
     t.add_argument("overrides", nargs="*", help="key=value")
-    t.add_argument("--keys", dest="help_keys", action="store_true", help="list every config key")
+    t.add_argument("--keys", dest="help_keys", action="store_true",
+                   help="list the config keys (of one algorithm with algo=<name>)")
     t.set_defaults(func=cmd_train)
     r = sub.add_parser("resume", help="resume an interrupted run from its last checkpoint")
     r.add_argument("run_dir")

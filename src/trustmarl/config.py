@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ConfigError(ValueError):
@@ -22,9 +22,25 @@ class ConfigError(ValueError):
 
 
 def _f(default, doc: str, choices: tuple | None = None, low: float | None = None, high: float | None = None,
-       low_open: bool = False):
+       low_open: bool = False, section: str = "common"):
     return field(default=default, metadata={"doc": doc, "choices": choices, "low": low, "high": high,
-                                            "low_open": low_open})
+                                            "low_open": low_open, "section": section})
+
+
+# Which config sections each algorithm family reads ("common" is everyone's). A key of a section the chosen
+# algorithm's family does not read is an error, so a setting can never be silently ignored.
+FAMILY_SECTIONS: dict[str, tuple[str, ...]] = {"on_policy": ("common", "on_policy")}
+
+
+class Derived(NamedTuple):
+    """Values computed once from a config and the env's agent count (:meth:`Config.derived`)."""
+
+    steps_per_update: int  # env steps of one update: num_envs * rollout_length
+    num_updates: int  # updates in the budget: total_env_steps // steps_per_update (at least 1)
+    clip_eps: float  # the clip range in force: clip_alpha / N when clip_alpha > 0, else clip_eps
+    value_clip_eps: float  # value clip range: value_clip_eps, or clip_eps when 0
+    critic_lr: float  # critic learning rate: critic_lr, or lr when 0
+    env_steps: int  # env steps actually run: num_updates * steps_per_update
 
 
 @dataclass(frozen=True)
@@ -42,47 +58,47 @@ class Config:
     num_seeds: int = _f(1, "independent runs vmapped together in one jitted program", low=1)
     total_env_steps: int = _f(300_000, "environment steps (all agents of one env stepping once = 1)", low=1)
     num_envs: int = _f(16, "parallel environments per seed", low=1)
-    rollout_length: int = _f(128, "steps per environment per update", low=1)
+    rollout_length: int = _f(128, "steps per environment per update", low=1, section="on_policy")
     # --- optimisation -------------------------------------------------------------------------------------
-    update_epochs: int = _f(4, "passes over each rollout", low=1)
-    num_minibatches: int = _f(4, "minibatches per epoch (over env-steps for FF, over envs for GRU)", low=1)
+    update_epochs: int = _f(4, "passes over each rollout", low=1, section="on_policy")
+    num_minibatches: int = _f(4, "minibatches per epoch (over env-steps for FF, over envs for GRU)", low=1, section="on_policy")
     lr: float = _f(2.5e-4, "actor learning rate (Adam)", low=0, low_open=True)
     critic_lr: float = _f(0.0, "critic learning rate; 0 means the same as lr", low=0)
     anneal_lr: bool = _f(True, "decay learning rates linearly to 0 over training")
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, actor and critic apart", low=0, low_open=True)
     adam_eps: float = _f(1e-5, "Adam epsilon", low=0, low_open=True)
     gamma: float = _f(0.99, "discount", low=0, high=1)
-    gae_lambda: float = _f(0.95, "GAE lambda", low=0, high=1)
-    ent_coef: float = _f(0.01, "entropy bonus coefficient", low=0)
-    vf_coef: float = _f(0.5, "value-loss coefficient", low=0)
+    gae_lambda: float = _f(0.95, "GAE lambda", low=0, high=1, section="on_policy")
+    ent_coef: float = _f(0.01, "entropy bonus coefficient", low=0, section="on_policy")
+    vf_coef: float = _f(0.5, "value-loss coefficient", low=0, section="on_policy")
     # --- trust region (seams: ratio, surrogate/clipping) ---------------------------------------------------
     ratio: str = _f("independent", "probability ratio: independent (IPPO/MAPPO, eq. 4 of Sun et al.) or joint "
-                    "(JR-PPO, Algorithm 1)", choices=("independent", "joint"))
+                    "(JR-PPO, Algorithm 1)", choices=("independent", "joint"), section="on_policy")
     clip_eps: float = _f(0.2, "clip range epsilon of the surrogate (ignored when clip_alpha > 0; setting it "
                          "drops a preset's clip_alpha); a symmetric "
                          "range with epsilon >= 1 has a lower bound <= 0, which never binds",
-                         low=0, low_open=True)
+                         low=0, low_open=True, section="on_policy")
     clip_alpha: float = _f(0.0, "if > 0, total trust region alpha shared by N agents: epsilon = alpha/N "
-                           "(Sun et al. §6.2)", low=0)
+                           "(Sun et al. §6.2)", low=0, section="on_policy")
     clip_kind: str = _f("symmetric", "ratio bound: symmetric [1-e, 1+e] or multiplicative [1/(1+e), 1+e] "
-                        "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"))
-    no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)")
-    measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions")
+                        "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"), section="on_policy")
+    no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)", section="on_policy")
+    measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")
     measure_at: str = _f("minibatch", "minibatch (default): from the loss's own forward passes, each state under "
                          "the policy just before its minibatch step (free; lags the epoch's end by at most one "
                          "step); epoch_end: one extra actor pass over every rollout state after each epoch "
                          "(exact; cost 20% of an IPPO-FF MPE run)",
-                         choices=("epoch_end", "minibatch"))
+                         choices=("epoch_end", "minibatch"), section="on_policy")
     # --- critic (seam: what the critic sees) and MAPPO tricks ----------------------------------------------
-    critic_input: str = _f("global", "critic input: local (IPPO) or global (MAPPO)", choices=("local", "global"))
-    value_norm: bool = _f(False, "normalise value targets with a running mean/std (MAPPO ValueNorm)")
-    value_norm_beta: float = _f(0.99999, "ValueNorm EMA weight", low=0, high=1)
-    value_clip: bool = _f(True, "clip the value update to +-clip_eps around the old value")
-    value_clip_eps: float = _f(0.0, "value clip range; 0 means the same as the policy clip_eps", low=0)
-    huber_delta: float = _f(0.0, "Huber loss threshold for the value loss; 0 gives the squared error", low=0)
-    adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over active entries of the minibatch")
-    use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics")
-    bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)")
+    critic_input: str = _f("global", "critic input: local (IPPO) or global (MAPPO)", choices=("local", "global"), section="on_policy")
+    value_norm: bool = _f(False, "normalise value targets with a running mean/std (MAPPO ValueNorm)", section="on_policy")
+    value_norm_beta: float = _f(0.99999, "ValueNorm EMA weight", low=0, high=1, section="on_policy")
+    value_clip: bool = _f(True, "clip the value update to +-clip_eps around the old value", section="on_policy")
+    value_clip_eps: float = _f(0.0, "value clip range; 0 means the same as the policy clip_eps", low=0, section="on_policy")
+    huber_delta: float = _f(0.0, "Huber loss threshold for the value loss; 0 gives the squared error", low=0, section="on_policy")
+    adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over active entries of the minibatch", section="on_policy")
+    use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics", section="on_policy")
+    bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)", section="on_policy")
     # --- networks -----------------------------------------------------------------------------------------
     network: str = _f("ff", "ff (feed-forward) or gru", choices=("ff", "gru"))
     hidden: tuple = _f((64, 64), "hidden layer widths, e.g. hidden=128,128")
@@ -108,9 +124,11 @@ class Config:
         from trustmarl.algos import ALGORITHMS
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"algo={self.algo!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
-        from trustmarl.envs import ENVS
-        if self.env not in ENVS:
-            raise ConfigError(f"env={self.env!r} is unknown; allowed: {', '.join(ENVS)}")
+        from trustmarl.envs import resolve_env
+        try:
+            resolve_env(self.env)  # a registered name, or package.module:factory (imports the user's code)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be one or more positive widths, e.g. hidden=64,64")
         if self.env_options:
@@ -129,19 +147,14 @@ class Config:
         units = self.num_envs if self.network == "gru" else self.num_envs * self.rollout_length
         return {"batch_units": units}
 
-    def derived(self, num_agents: int) -> dict:
+    def derived(self, num_agents: int) -> Derived:
         """Quantities computed once from the fields and the env's agent count."""
         steps_per_update = self.num_envs * self.rollout_length
         num_updates = max(1, self.total_env_steps // steps_per_update)
         eps = self.clip_alpha / num_agents if self.clip_alpha > 0 else self.clip_eps
-        return {
-            "steps_per_update": steps_per_update,
-            "num_updates": num_updates,
-            "clip_eps": eps,
-            "value_clip_eps": self.value_clip_eps or eps,
-            "critic_lr": self.critic_lr or self.lr,
-            "env_steps": num_updates * steps_per_update,
-        }
+        return Derived(steps_per_update=steps_per_update, num_updates=num_updates, clip_eps=eps,
+                       value_clip_eps=self.value_clip_eps or eps, critic_lr=self.critic_lr or self.lr,
+                       env_steps=num_updates * steps_per_update)
 
     # --- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -168,6 +181,13 @@ class Config:
             merged["clip_alpha"] = 0.0  # an explicit ε outranks a preset's α/N (else ε would be ignored)
         merged.update(user)
         merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
+        if algo in ALGORITHMS:
+            family = ALGORITHMS[algo].family
+            for key in merged:
+                section = cls._field(key).metadata["section"]
+                if section not in FAMILY_SECTIONS[family]:
+                    raise ConfigError(f"{key}={merged[key]!r} is not read by algo={algo} (family {family}); "
+                                      f"`trustmarl train --keys algo={algo}` lists its keys")
         return cls(**merged)
 
     @classmethod
@@ -195,12 +215,29 @@ class Config:
         return Config.build({**self.to_dict(), **kw})
 
     @classmethod
-    def describe(cls) -> str:
-        """One line per field: name, type, default, doc."""
+    def keys_for(cls, algo: str | None = None) -> list:
+        """The fields ``algo`` reads (its family's sections); every field when ``algo`` is None."""
+        if algo is None:
+            return list(fields(cls))
+        from trustmarl.algos import ALGORITHMS
+        if algo not in ALGORITHMS:
+            raise ConfigError(f"algo={algo!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        sections = FAMILY_SECTIONS[ALGORITHMS[algo].family]
+        return [f for f in fields(cls) if f.metadata["section"] in sections]
+
+    @classmethod
+    def describe(cls, algo: str | None = None) -> str:
+        """One line per field the algorithm reads (every field when None): name, type, default, doc.
+        Defaults shown are the algorithm's own when it sets one."""
+        defaults = {}
+        if algo is not None:
+            from trustmarl.algos import ALGORITHMS
+            defaults = ALGORITHMS[algo].config_defaults if algo in ALGORITHMS else {}
         lines = []
-        for f in fields(cls):
+        for f in cls.keys_for(algo):
             t = f.type if isinstance(f.type, str) else f.type.__name__
-            lines.append(f"  {f.name:<22} {t:<6} default={f.default!r:<14} {f.metadata['doc']}")
+            default = defaults.get(f.name, f.default)
+            lines.append(f"  {f.name:<22} {t:<6} default={default!r:<14} {f.metadata['doc']}")
         return "\n".join(lines)
 
 

@@ -1,56 +1,58 @@
-"""Evaluating and rendering a trained policy from a run folder's checkpoint."""
+"""Evaluating and rendering a trained policy from a run folder's checkpoint (JAX envs and host-path envs).
+
+Every action comes from the trainer's one public policy step, :meth:`act` of the trainer protocol (the
+same function the rollout and the host loop use): greedy (most likely action / Gaussian mean) or sampled.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trustmarl.networks import apply_agents, distribution
-from trustmarl.trainer import Trainer
+
+def _policy(trainer, actor_params, greedy: bool):
+    """``(hidden, obs, avail, reset, key) -> (hidden, env action)`` for every env and agent ``[E, A, ...]``."""
+    def step(h, obs, avail, reset, key):
+        noise = trainer.draw_noise(key, (obs.shape[0],))
+        pol = trainer.act(actor_params, h, obs, avail, reset, noise, greedy=greedy)
+        return pol.hidden, trainer.env_action(pol.action)
+    return step
 
 
-def _act(trainer: Trainer, params, h, ts, reset, key, greedy: bool):
-    """One decentralised action for every env and agent: ``ts`` fields [E, A, ...]."""
-    x = trainer._with_id(ts.obs)
-    h, out = apply_agents(trainer.actor, params, h, x[None], reset[None], ts.avail[None])
-    out = out[0]
-    if greedy:
-        if trainer.spec.discrete:
-            action = jnp.argmax(out, axis=-1)
-        else:
-            action = jnp.split(out, 2, axis=-1)[0]
-    else:
-        action = distribution(out, trainer.spec.discrete).sample(seed=key)
-    if not trainer.spec.discrete:
-        action = jnp.clip(action, trainer.spec.action_low, trainer.spec.action_high)
-    return h, action
+def _summary(trainer, ret, won, length) -> dict:
+    out = {"episodes": int(len(ret)), "return_mean": float(np.mean(ret)), "return_std": float(np.std(ret)),
+           "episode_length": float(np.mean(length))}
+    if trainer.spec.has_win:
+        out["win_rate"] = float(np.mean(won))
+    return out
 
 
-def evaluate(trainer: Trainer, actor_params, key: jax.Array, episodes: int = 32, greedy: bool = True) -> dict:
-    """Run ``episodes`` episodes in parallel (one per env) and return mean return, win rate and length.
+def evaluate(trainer, actor_params, key: jax.Array, episodes: int = 32, greedy: bool = True) -> dict:
+    """Run ``episodes`` episodes of a JAX env in parallel (one per env); mean return, win rate and length.
 
     Each env runs until its first episode ends (at most the env's time limit + 1 steps); the return is the
     team return (mean over agents of the summed rewards), as logged during training.
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
-    env, A = trainer.env, trainer.num_agents
-    H = trainer.hidden_size
+    env = trainer.env
     limit = trainer.spec.episode_limit + 1
+    policy = _policy(trainer, actor_params, greedy)
 
     def run(key):
         k_reset, k_loop = jax.random.split(key)
         env_state, ts = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
-        h = jnp.zeros((episodes, A, H))
+        h = trainer.init_hidden(episodes)
         reset = jnp.ones((episodes,), bool)
         rec = (jnp.zeros(episodes, bool), jnp.zeros(episodes), jnp.zeros(episodes), jnp.zeros(episodes))
 
         def step(carry, k):
             env_state, ts, h, reset, (seen, ret, won, length) = carry
             k_act, k_env = jax.random.split(k)
-            h, action = _act(trainer, actor_params, h, ts, reset, k_act, greedy)
+            h, action = policy(h, ts.obs, ts.avail, reset, k_act)
             env_state, ts = jax.vmap(env.step)(jax.random.split(k_env, episodes), env_state, action)
             ep = ts.episode
             first = ep.done & ~seen
@@ -62,26 +64,48 @@ def evaluate(trainer: Trainer, actor_params, key: jax.Array, episodes: int = 32,
         return rec
 
     seen, ret, won, length = jax.device_get(jax.jit(run)(key))
-    out = {"episodes": int(seen.sum()), "return_mean": float(np.mean(ret[seen])),
-           "return_std": float(np.std(ret[seen])), "episode_length": float(np.mean(length[seen])),
-           "greedy": greedy}
-    if trainer.spec.has_win:
-        out["win_rate"] = float(np.mean(won[seen]))
-    return out
+    return {**_summary(trainer, ret[seen], won[seen], length[seen]), "greedy": greedy}
 
 
-def episode_states(trainer: Trainer, actor_params, key: jax.Array, greedy: bool = True):
+def evaluate_host(trainer, actor_params, venv, key: jax.Array, episodes: int = 32, greedy: bool = True) -> dict:
+    """The same for a host-path env: ``venv`` (a :class:`~trustmarl.envs.host_vector.HostVectorEnv`) is
+    stepped until ``episodes`` episodes have ended; every env's finished episodes count."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} must be >= 1")
+    policy = jax.jit(_policy(trainer, actor_params, greedy))
+    E = venv.num_envs
+    ts = venv.reset(seed=int(jax.random.randint(key, (), 0, 2 ** 30)))
+    h, reset = trainer.init_hidden(E), np.ones(E, bool)
+    rets, wons, lengths = [], [], []
+    max_steps = (trainer.spec.episode_limit + 1) * (episodes // E + 2)
+    for _ in range(max_steps):
+        key, k = jax.random.split(key)
+        h, action = policy(h, ts.obs, ts.avail, reset, k)
+        ts = venv.step(np.asarray(action))
+        reset = ts.terminated | ts.truncated
+        ep = ts.episode
+        for e in np.flatnonzero(ep.done):
+            rets.append(ep.returned_return[e])
+            wons.append(ep.returned_won[e])
+            lengths.append(ep.returned_length[e])
+        if len(rets) >= episodes:
+            break
+    rets, wons, lengths = (np.asarray(x[:episodes], np.float64) for x in (rets, wons, lengths))
+    return {**_summary(trainer, rets, wons, lengths), "greedy": greedy}
+
+
+def episode_states(trainer, actor_params, key: jax.Array, greedy: bool = True):
     """States of one episode of env 0 (inner JaxMARL states), with the keys and actions that stepped them."""
-    env, A, H = trainer.env, trainer.num_agents, trainer.hidden_size
+    env = trainer.env
     k_reset, key = jax.random.split(key)
     env_state, ts = jax.vmap(env.reset)(k_reset[None])
-    h, reset = jnp.zeros((1, A, H)), jnp.ones((1,), bool)
-    act = jax.jit(lambda h, ts, reset, k: _act(trainer, actor_params, h, ts, reset, k, greedy))
+    h, reset = trainer.init_hidden(1), jnp.ones((1,), bool)
+    act = jax.jit(_policy(trainer, actor_params, greedy))
     step = jax.jit(jax.vmap(env.step))
     seq = []
     for _ in range(trainer.spec.episode_limit + 1):
         key, k_act, k_env = jax.random.split(key, 3)
-        h, action = act(h, ts, reset, k_act)
+        h, action = act(h, ts.obs, ts.avail, reset, k_act)
         inner = jax.tree.map(lambda x: x[0], env_state.env_state)
         actions = {a: action[0, i] for i, a in enumerate(trainer.spec.agents)}
         seq.append((k_env, inner, actions))
@@ -118,7 +142,7 @@ def _draw_smax(ax, env, state):
     ax.set_ylim(0, smax.map_height)
 
 
-def render_gif(trainer: Trainer, actor_params, key: jax.Array, out: Path, greedy: bool = True,
+def render_gif(trainer, actor_params, key: jax.Array, out: Path, greedy: bool = True,
                fps: int = 8) -> Path:
     """Draw one episode of env 0 to a GIF (MPE spread: agents blue, landmarks grey; SMAX: allies blue,
     enemies red, marker size by health, dead units as crosses).
@@ -133,7 +157,8 @@ def render_gif(trainer: Trainer, actor_params, key: jax.Array, out: Path, greedy
     from matplotlib.figure import Figure
     draw = {"mpe_spread": _draw_mpe, "smax": _draw_smax}.get(trainer.config.env)
     if draw is None:
-        raise ValueError(f"render supports env=mpe_spread and env=smax, not {trainer.config.env!r}")
+        raise ValueError(f"render supports env=mpe_spread, env=smax and host-path envs that draw "
+                         f"(render_mode='rgb_array'), not {trainer.config.env!r}")
     seq = episode_states(trainer, actor_params, key, greedy)
     frames = []
     for t, (_, state, _) in enumerate(seq):
@@ -147,6 +172,45 @@ def render_gif(trainer: Trainer, actor_params, key: jax.Array, out: Path, greedy
         ax.set_title(f"{trainer.spec.name}  t={t}", fontsize=9)
         fig.canvas.draw()
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(out, frames, duration=1.0 / fps, loop=0)
+    return out
+
+
+def render_host_gif(trainer, actor_params, env_fn: Callable[..., Any], key: jax.Array, out: Path,
+                    greedy: bool = True, fps: int = 8) -> Path:
+    """One episode of a host-path env drawn by the env itself (PettingZoo ``render_mode="rgb_array"``)."""
+    import imageio.v2 as imageio
+    from trustmarl.envs.host_vector import HostVectorEnv
+
+    def drawing_env():
+        return env_fn(render_mode="rgb_array")
+
+    try:
+        venv = HostVectorEnv(drawing_env, 1, global_state=trainer.env.global_state_kind, async_=False,
+                             episode_limit=trainer.spec.episode_limit)
+    except TypeError as err:
+        raise ValueError(f"env {trainer.spec.name!r} cannot draw (no render_mode='rgb_array'): {err}") from None
+    policy = jax.jit(_policy(trainer, actor_params, greedy))
+    frames = []
+    try:
+        ts = venv.reset(seed=int(jax.random.randint(key, (), 0, 2 ** 30)))
+        penv = venv.vec.envs[0].penv
+        h, reset = trainer.init_hidden(1), np.ones(1, bool)
+        for _ in range(trainer.spec.episode_limit + 1):
+            frame = penv.render()
+            if frame is None:
+                raise ValueError(f"env {trainer.spec.name!r} returned no frame from render()")
+            frames.append(np.asarray(frame)[..., :3])
+            key, k = jax.random.split(key)
+            h, action = policy(h, ts.obs, ts.avail, reset, k)
+            ts = venv.step(np.asarray(action))
+            reset = ts.terminated | ts.truncated
+            if bool(ts.episode.done[0]):
+                break
+    finally:
+        venv.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     imageio.mimsave(out, frames, duration=1.0 / fps, loop=0)

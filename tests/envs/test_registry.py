@@ -127,10 +127,7 @@ def test_register_host_env(clean_registry):
 
 
 def test_host_entry_runs_through_host_vector_env(clean_registry):
-    try:
-        from trustmarl.envs.host_vector import HostVectorEnv
-    except ImportError:  # before the architecture redesign moved it
-        from trustmarl.host import HostVectorEnv
+    from trustmarl.envs.host_vector import HostVectorEnv
     register_env("cue_pz", ce.make_pz_ctor, host=True)
     with HostVectorEnv(make_env("cue_pz", max_cycles=3), 2, async_=False) as venv:
         assert venv.spec.num_agents == 2 and venv.spec.obs_dim == ce.OBS and venv.spec.episode_limit == 3

@@ -1,8 +1,10 @@
 """Record golden metrics of short fixed-seed runs (issue 8, item 6): run from the repository root with
 ``python tests/golden/record.py`` to (re)write ``tests/golden/*.npz``.
 
-Recorded first at commit 8ee4639, before the architecture redesign, with the API of that commit; the test
-``tests/test_golden.py`` recomputes them with today's API and asks for equality.
+The JAX cases were recorded at commit 8ee4639, before the architecture redesign (then with
+``trustmarl.trainer.make_train`` and ``trustmarl.host.host_train``), and still match; the host-path case was
+re-recorded when the host loop took the trainer's own policy step (``--host-only`` rewrites just that one).
+``tests/test_golden.py`` recomputes them and asks for equality.
 """
 import functools
 import os
@@ -33,17 +35,17 @@ def _flat(metrics: dict, params) -> dict:
 
 
 def main():
-    from trustmarl.trainer import make_train
-    from trustmarl.host import host_train
+    from trustmarl.trainers import make_train
+    from trustmarl.runtime.loop import host_train
     from pettingzoo.sisl import pursuit_v5
-    for name, kw in CASES.items():
+    for name, kw in ({} if "--host-only" in sys.argv else CASES).items():
         trainer = make_train(tiny(**kw))
         state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
         data = _flat(metrics, (state.learner.actor_params, state.learner.critic_params))
         np.savez(os.path.join(HERE, f"{name}.npz"), **data)
         print(name, len(data), "arrays")
     fn = functools.partial(pursuit_v5.parallel_env, n_pursuers=3, n_evaders=4, max_cycles=20)
-    s = host_train(tiny(env="pz_pursuit", **HOST_CASE), fn, async_=False, plot=False)
+    s = host_train(tiny(env="pz_pursuit", **HOST_CASE), fn, async_=False, plot=False)  # writes no run folder
     data = {f"m/{k}": np.asarray(v) for k, v in s["metrics"].items()}
     np.savez(os.path.join(HERE, "host_mappo_pursuit.npz"), **data)
     print("host_mappo_pursuit", len(data), "arrays")

@@ -2,11 +2,40 @@
 
 The ratio is the product of the agents' ratios at one env step, ``r = Π_i π̃_i(a_i|o_i)/π_i(a_i|o_i)``,
 clipped jointly, ``L = E[min(r Â, clip(r, 1−ε, 1+ε) Â)]`` with the centralised advantage ``Â`` — here the
-mean over active agents of the per-agent advantages of the centralised critic (with a shared team
-reward and the per-agent global state these coincide up to critic error). The clip range is best set as
-a total trust region ``clip_alpha`` (ε = α/N, §6.2).
+mean over active agents of the per-agent advantages of the centralised critic
+(:func:`trustmarl.seams.advantages.team_advantage`). The clip range is best set as a total trust region
+``clip_alpha`` (ε = α/N, §6.2).
+
+This module owns the joint objective and registers it as the policy objective of ``ratio=joint``, so any
+PPO-family run can use it (``trustmarl train algo=mappo ratio=joint``).
 """
+import jax
+import jax.numpy as jnp
+
 from trustmarl.algos.base import Algorithm
+from trustmarl.losses import masked_mean
+from trustmarl.seams.surrogates import ObjectiveInputs, clipped_flags, register_objective
+from trustmarl.trust_region import clipped_surrogate, joint_log_ratio
+
+
+def joint_objective(x: ObjectiveInputs) -> tuple[jax.Array, jax.Array]:
+    """Sun et al. eq. 7 / Algorithm 1, one term per joint step (env step) with any active agent::
+
+        r = exp(Σ_{i active} (log π̃_i − log π_i)),   L = −E_t[ M · min(r Â, clip(r, low, high) Â) ]
+
+    ``M`` is the update order's factor taken from the first agent (a joint ratio is one number per step, so
+    a per-agent factor only makes sense when it is shared, e.g. 1 in the simultaneous order). The clip flag
+    is the joint step's, broadcast to every agent of the step.
+    """
+    joint_lr = joint_log_ratio(x.logp, x.logp_old, x.mask)
+    ratio = jnp.exp(joint_lr)
+    step_mask = jnp.any(x.mask, axis=-1)
+    surr = x.factor[..., 0] * clipped_surrogate(ratio, x.adv_joint, x.low, x.high)
+    clipped = clipped_flags(ratio, x.adv_joint, x.low, x.high)
+    return -masked_mean(surr, step_mask), jnp.broadcast_to(clipped[..., None], x.mask.shape)
+
+
+register_objective("joint", joint_objective)
 
 JRPPO = Algorithm(
     name="jrppo",

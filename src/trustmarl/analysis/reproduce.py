@@ -157,7 +157,7 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
 
     An experiment that ``shares`` another's runs (Fig. 10 reads Fig. 9's) uses that experiment's folder, so
     runs already done there are kept and the two figures always show the same runs."""
-    from trustmarl import run
+    from trustmarl import runtime as run
     from trustmarl.analysis import figures
     from trustmarl.config import Config
     if name not in EXPERIMENTS:

@@ -1,6 +1,6 @@
 """Reading trainer run folders: config and CSV tables, grouping runs by config values, curve labels.
 
-Run-folder contract (written by the trainer, ``trustmarl.run``)::
+Run-folder contract (written by the run loop, ``trustmarl.runtime``)::
 
     RUN/config.json        resolved config; at least "algo", "env", "clip_eps",
                            "ratio" ("independent" | "joint"), "seed", "num_agents"

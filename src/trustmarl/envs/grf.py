@@ -4,7 +4,7 @@
 ``gfootball.env.create_environment(representation="simple115v2", number_of_left_players_agent_controls=4)``:
 4 controlled left-team players (``player_0`` … ``player_3``), each observing the 115-float simple115v2
 vector and choosing one of the 19 default actions (``Discrete(19)``). Train it with
-:func:`trustmarl.host.host_train` (``env_fn=grf_env_fn("academy_counterattack_easy")``).
+:func:`trustmarl.runtime.loop.host_train` (``env_fn=grf_env_fn("academy_counterattack_easy")``).
 
 Reward: team reward shared by all agents, ``r = mean_i r_i`` over the 4 players' gfootball rewards.
 With ``rewards="scoring"`` every ``r_i`` is the score difference change (+1 goal for, −1 against), so
@@ -73,8 +73,8 @@ class GRFParallelEnv(ParallelEnv):
     """
 
     metadata = {"name": "grf", "render_modes": []}
-    has_win = True  # trustmarl.host reads infos[agent]["won"] at episode ends
-    reports_truncations = True  # time-limit ends are reported as truncations (see trustmarl.host)
+    has_win = True  # the host vector env reads infos[agent]["won"] at episode ends
+    reports_truncations = True  # time-limit ends are reported as truncations (see trustmarl.envs.host_vector)
 
     def __init__(self, scenario: str = "academy_counterattack_easy", rewards: str = "scoring",
                  num_agents: int = 4, representation: str = "simple115v2"):
@@ -168,7 +168,7 @@ class GRFParallelEnv(ParallelEnv):
 
 def grf_env_fn(scenario: str = "academy_counterattack_easy", rewards: str = "scoring",
                num_agents: int = 4) -> Callable[[], GRFParallelEnv]:
-    """A picklable zero-argument constructor for :class:`trustmarl.host.HostVectorEnv` / ``host_train``.
+    """A picklable zero-argument constructor for :class:`trustmarl.envs.host_vector.HostVectorEnv` / ``host_train``.
 
     Arguments are checked here, in the parent, so that a typo fails before any worker starts.
     """

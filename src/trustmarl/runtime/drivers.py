@@ -1,0 +1,177 @@
+"""How the run loop executes chunks of updates: one driver for JAX envs, one for host-path envs.
+
+A driver has ``init() -> state`` (seeds on a leading axis), ``compile(state, n) -> bool`` (compiles the
+chunk program once per chunk size; True when it did), ``run(state, n) -> (state, metrics [S, n, ...])``,
+``trainer`` (the protocol object) and ``close()``. The state is the whole pytree the loop checkpoints.
+
+* :class:`JaxDriver` — ``jax.jit(jax.vmap(trainer.run_chunk))``: env, policy and learning in one program.
+* :class:`HostDriver` — Python environments (PettingZoo, GRF) stepped in worker processes by
+  :class:`trustmarl.envs.host_vector.HostVectorEnv`; the policy step (:meth:`act` of the trainer) and the
+  learning step (``trainer.learn``) are jitted. One seed (the envs are not vmapped). Env states live in
+  the workers and are not checkpointed: a resumed host run starts fresh episodes.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def seed_keys(config) -> jax.Array:
+    """Seed ``i`` of ``num_seeds`` uses key ``split(PRNGKey(seed), num_seeds)[i]``."""
+    return jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
+
+
+class JaxDriver:
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.num_seeds = trainer.config.num_seeds
+        self._chunk = jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1)
+        self._compiled: dict[int, Any] = {}
+
+    def init(self):
+        return jax.jit(jax.vmap(self.trainer.init))(seed_keys(self.trainer.config))
+
+    def compile(self, state, n: int) -> bool:
+        if n in self._compiled:
+            return False
+        self._compiled[n] = self._chunk.lower(state, n).compile()
+        return True
+
+    def run(self, state, n: int):
+        self.compile(state, n)
+        state, metrics = self._compiled[n](state)
+        jax.block_until_ready(state)
+        return state, metrics
+
+    def close(self):
+        pass
+
+
+class HostState(NamedTuple):
+    """What a host-path run checkpoints: the learner, the key chain and the update count (seed axis of 1)."""
+
+    learner: Any
+    rng: jax.Array
+    act_key: jax.Array
+    update: jax.Array
+
+
+def _light_runner(trainer_mod, ts, reset, actor_h, critic_h):
+    """A RunnerState for ``learn``: it reads only the hidden states, reset flags and last timestep."""
+    from trustmarl.envs.core import Timestep
+    light = Timestep(obs=jnp.asarray(ts.obs), state=jnp.asarray(ts.state), avail=None, reward=None,
+                     terminated=None, truncated=None, active=None, final_obs=None, final_state=None, episode=None)
+    return trainer_mod.RunnerState(env_state=None, timestep=light, reset=jnp.asarray(reset), actor_h=actor_h,
+                                   critic_h=critic_h)
+
+
+class HostDriver:
+    """Rollouts collected on the host, then the trainer's own jitted ``learn`` (the same learning step)."""
+
+    def __init__(self, config, env_fn: Callable[[], Any], *, async_: bool = True,
+                 episode_limit: Optional[int] = None, context: Optional[str] = "spawn",
+                 num_envs: Optional[int] = None):
+        """``num_envs`` overrides ``config.num_envs`` (evaluation steps its own number of envs)."""
+        from trustmarl.envs.host_vector import HostVectorEnv
+        from trustmarl.trainers import make_train
+        c = config
+        if c.num_seeds != 1:
+            raise ValueError(f"num_seeds={c.num_seeds} is not supported on the host path; allowed: 1")
+        self.global_state = "concat_obs" if c.global_state == "auto" else c.global_state
+        self.venv = HostVectorEnv(env_fn, num_envs or c.num_envs, global_state=self.global_state, seed=c.seed,
+                                  async_=async_, episode_limit=episode_limit, context=context)
+        try:
+            self.trainer = make_train(c, env=self.venv)
+        except Exception:
+            self.venv.close()
+            raise
+        self.num_seeds = 1
+        self.env_s = 0.0
+        self._act = jax.jit(self._act_fn)
+        self._learn = jax.jit(self.trainer.learn)
+        self._assemble = jax.jit(self._assemble_fn)
+        self._ts = None  # host runner: last timestep, reset flags, hidden states (not checkpointed)
+
+    # -- jitted pieces ------------------------------------------------------------------------------------
+    def _act_fn(self, params, h, obs, avail, reset, key):
+        key, k = jax.random.split(key)
+        pol = self.trainer.act(params, h, obs, avail, reset, self.trainer.draw_noise(k, (obs.shape[0],)))
+        return pol, key
+
+    def _assemble_fn(self, raw):
+        """numpy rollout → Transition (actor/critic inputs built as in the JAX rollout)."""
+        from trustmarl.trainers.on_policy import Transition
+        t = self.trainer
+        final_cin = t.critic_in(raw["final_obs"], raw["final_state"]) if t.config.bootstrap_truncation else None
+        return Transition(
+            actor_in=t.actor_input(raw["obs"]), critic_in=t.critic_in(raw["obs"], raw["state"]),
+            final_critic_in=final_cin, avail=raw["avail"], action=raw["action"], logp=raw["logp"],
+            dist=raw["dist"], reward=raw["reward"], active=raw["active"], reset=raw["reset"],
+            terminated=raw["terminated"], truncated=raw["truncated"], ep_done=raw["ep_done"],
+            ep_return=raw["ep_return"], ep_length=raw["ep_length"], ep_won=raw["ep_won"])
+
+    # -- driver interface ---------------------------------------------------------------------------------
+    def init(self) -> HostState:
+        key = jax.random.PRNGKey(self.trainer.config.seed)
+        key, k_init, k_act = jax.random.split(key, 3)
+        learner = self.trainer.init_learner(k_init)
+        return jax.tree.map(lambda x: x[None], HostState(learner, key, k_act, jnp.zeros((), jnp.int32)))
+
+    def compile(self, state, n: int) -> bool:
+        return False  # compiled on the first call; the loop counts the first update's time as compile time
+
+    def _start_envs(self):
+        E = self.trainer.config.num_envs
+        ts = self.venv.reset(seed=self.trainer.config.seed)
+        h = self.trainer.init_hidden(E)
+        self._ts = (ts, np.ones(E, bool), h, h)
+
+    def run(self, state: HostState, n: int):
+        from trustmarl.trainers import on_policy
+        if self._ts is None:
+            self._start_envs()
+        t = self.trainer
+        T = t.config.rollout_length
+        st = jax.tree.map(lambda x: x[0], state)
+        learner, key, k_act = st.learner, st.rng, st.act_key
+        ts, reset, actor_h, critic_h = self._ts
+        history = []
+        for _ in range(n):
+            start = _light_runner(on_policy, ts, reset, actor_h, critic_h)
+            raw = {k: [] for k in ("obs", "state", "avail", "active", "reset", "action", "logp", "dist",
+                                   "reward", "terminated", "truncated", "final_obs", "final_state",
+                                   "ep_done", "ep_return", "ep_length", "ep_won")}
+            for _step in range(T):
+                pol, k_act = self._act(learner.actor_params, actor_h, ts.obs, ts.avail, reset, k_act)
+                actor_h = pol.hidden
+                action, logp, dist = np.asarray(pol.action), np.asarray(pol.logp), np.asarray(pol.dist)
+                te = time.perf_counter()
+                nts = self.venv.step(np.asarray(t.env_action(action)))
+                self.env_s += time.perf_counter() - te
+                for k, v in (("obs", ts.obs), ("state", ts.state), ("avail", ts.avail),
+                             ("active", ts.active), ("reset", reset), ("action", action), ("logp", logp),
+                             ("dist", dist), ("reward", nts.reward), ("terminated", nts.terminated),
+                             ("truncated", nts.truncated), ("final_obs", nts.final_obs),
+                             ("final_state", nts.final_state), ("ep_done", nts.episode.done),
+                             ("ep_return", nts.episode.returned_return),
+                             ("ep_length", nts.episode.returned_length.astype(np.float32)),
+                             ("ep_won", nts.episode.returned_won)):
+                    raw[k].append(v)
+                reset = nts.terminated | nts.truncated
+                ts = nts
+            raw = {k: np.stack(v) for k, v in raw.items()}
+            end = _light_runner(on_policy, ts, reset, actor_h, critic_h)
+            key, k_learn = jax.random.split(key)
+            learner, critic_h, metrics = self._learn(learner, self._assemble(raw), start, end, k_learn)
+            history.append(jax.device_get(metrics))
+        self._ts = (ts, reset, actor_h, critic_h)
+        new = HostState(learner, key, k_act, st.update + n)
+        metrics = {k: np.stack([np.asarray(m[k]) for m in history])[None] for k in history[0]}
+        return jax.tree.map(lambda x: x[None], new), metrics
+
+    def close(self):
+        self.venv.close()

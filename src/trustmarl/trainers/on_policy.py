@@ -1,0 +1,534 @@
+"""The on-policy trainer (PPO family): ``make_train(config) -> train(rng)``, pure and jitted with the env.
+
+Layout everywhere: ``[T time, E env, A agent, ...]``. Data flow of one update (:meth:`OnPolicyTrainer.update`):
+
+1. **rollout** — ``lax.scan`` over T steps of :meth:`OnPolicyTrainer.act` (the one public policy step, also
+   used by the host path and evaluation) and the env, batched over E envs; the critic is not run here;
+2. **critic pass** — one batched pass over the rollout gives ``V(s_t)``, the value of every pre-reset final
+   state (bootstrap at truncations) and ``V(s_T)``; its input comes from the critic-input seam;
+3. **advantages** — the advantage seam (``algo.advantage``, GAE);
+4. **update order** — the update-order seam (``algo.update_order``) runs epochs × minibatches of
+   ``actor_step`` (ratio seam × the order's factor → surrogate seam, one optimiser per agent stack) and
+   ``critic_step``;
+5. **measurements** — the trust region the update enforced (:mod:`trustmarl.trust_region`) per epoch;
+6. **metrics** — the declared schema (:data:`METRIC_SCHEMA`).
+
+Nothing in this file branches on the algorithm: the seams are looked up once in ``__init__``.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from trustmarl import losses as L
+from trustmarl import trust_region as TR
+from trustmarl.algos import ALGORITHMS
+from trustmarl.config import Config, Derived
+from trustmarl.envs import AdapterState, Timestep
+from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribution, init_agents
+from trustmarl.seams.advantages import ADVANTAGES, team_advantage
+from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
+from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs
+from trustmarl.seams.update_orders import UPDATE_ORDERS, UpdatePieces
+from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
+from trustmarl.trainers.protocol import MetricSpec
+
+
+# ---------------------------------------------------------------------------------------------------------
+# typed state
+# ---------------------------------------------------------------------------------------------------------
+class Transition(NamedTuple):
+    """One rollout, ``[T, E, ...]``; agent fields ``[T, E, A, ...]``."""
+
+    actor_in: jax.Array  # [T,E,A,D] actor input (obs ⊕ optional id)
+    critic_in: jax.Array  # [T,E,A,C]
+    final_critic_in: Any  # [T,E,A,C] pre-reset critic input of the state step t reached, or None
+    avail: jax.Array  # [T,E,A,U] bool
+    action: jax.Array  # [T,E,A] int or [T,E,A,D]
+    logp: jax.Array  # [T,E,A] behaviour log-prob of the action
+    dist: jax.Array  # [T,E,A,U] behaviour logits, or [T,E,A,2D] mean ⊕ log-std
+    reward: jax.Array  # [T,E,A]
+    active: jax.Array  # [T,E,A] bool, agent alive at obs_t
+    reset: jax.Array  # [T,E] bool, obs_t starts an episode
+    terminated: jax.Array  # [T,E] bool
+    truncated: jax.Array  # [T,E] bool
+    ep_done: jax.Array  # [T,E] bool, an episode finished at step t
+    ep_return: jax.Array  # [T,E] finished episode's return (valid where ep_done)
+    ep_length: jax.Array  # [T,E]
+    ep_won: jax.Array  # [T,E]
+
+
+class RunnerState(NamedTuple):
+    env_state: AdapterState  # batched over E (None on the host path)
+    timestep: Timestep  # last timestep, batched over E
+    reset: jax.Array  # [E] bool, the current obs starts an episode
+    actor_h: jax.Array  # [E,A,H]
+    critic_h: jax.Array  # [E,A,H]
+
+
+class LearnerState(NamedTuple):
+    actor_params: Any
+    critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    value_norm: L.ValueNormState
+    updates: jax.Array  # int32, updates this learner has done (drives the learning-rate schedule)
+
+
+class TrainState(NamedTuple):
+    learner: LearnerState
+    runner: RunnerState
+    rng: jax.Array
+    update: jax.Array  # int32, updates done
+
+
+class PolicyStep(NamedTuple):
+    """What :meth:`OnPolicyTrainer.act` returns; agent fields ``[E, A, ...]``."""
+
+    hidden: jax.Array  # [E,A,H] the actor's next hidden state
+    action: jax.Array  # [E,A] int or [E,A,D] (unclipped Gaussian sample)
+    logp: jax.Array  # [E,A]
+    dist: jax.Array  # [E,A,·] logits, or mean ⊕ log-std
+
+
+class Batch(NamedTuple):
+    """What the losses see; layout ``[T', B', A, ...]`` (FF: T'=1, B' = env-steps; GRU: T'=T, B' = envs)."""
+
+    actor_in: jax.Array
+    critic_in: jax.Array
+    avail: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    dist: jax.Array
+    active: jax.Array
+    reset: jax.Array  # [T', B']
+    value: jax.Array  # [T',B',A] old value (network space: normalised when value_norm)
+    target: jax.Array  # [T',B',A] λ-return, un-normalised
+    adv: jax.Array  # [T',B',A] normalised advantage per agent
+    adv_joint: jax.Array  # [T',B'] centralised advantage (mean over active agents)
+    actor_h: jax.Array  # [B',A,H] hidden at the start of the sequence
+    critic_h: jax.Array
+
+
+# Metrics of one update, by name: shape kind and meaning. "agent" = [A], "epoch" = [epochs, ...].
+METRIC_SCHEMA: dict[str, MetricSpec] = {
+    "return_mean": MetricSpec("scalar", "mean team return of the episodes that ended in the rollout"),
+    "episode_length": MetricSpec("scalar", "mean length of those episodes"),
+    "episodes": MetricSpec("scalar", "episodes that ended in the rollout"),
+    "reward_mean": MetricSpec("scalar", "mean reward per agent-step"),
+    "win_rate": MetricSpec("scalar", "fraction of ended episodes won (envs with a win flag)"),
+    "policy_loss": MetricSpec("scalar", "policy loss, mean over minibatch steps"),
+    "value_loss": MetricSpec("scalar", "critic loss before the coefficient, mean over minibatch steps"),
+    "ratio_min": MetricSpec("agent", "smallest sampled-action ratio over the update"),
+    "ratio_mean": MetricSpec("agent", "mean sampled-action ratio"),
+    "ratio_max": MetricSpec("agent", "largest sampled-action ratio over the update"),
+    "clip_frac": MetricSpec("agent", "fraction of entries whose gradient the clip removed"),
+    "approx_kl": MetricSpec("agent", "k3 estimate of KL(old‖new) on sampled actions"),
+    "entropy": MetricSpec("agent", "policy entropy"),
+    "explained_variance": MetricSpec("agent", "1 − Var[target − V]/Var[target]"),
+    "tr/*": MetricSpec("epoch", "trust-region measurements per epoch (trust_region.UpdateMeasures)"),
+}
+
+
+class OnPolicyTrainer:
+    """The static pieces (env, networks, optimisers, chosen seams) and the pure functions built on them.
+
+    Calling the trainer, ``trainer(rng)``, is the pure ``train(rng)`` of the purejaxrl pattern. The
+    public surface is the trainer protocol (:class:`trustmarl.trainers.protocol.Trainer`).
+    """
+
+    family = "on_policy"
+    metric_schema = METRIC_SCHEMA
+
+    def __init__(self, config: Config, env=None):
+        """``env``: an already-built environment with a ``spec`` (e.g. a host vector env or a user's adapted
+        JaxMARL env); default: the registry's env named by ``config.env``."""
+        from trustmarl.envs.from_config import build_env
+        self.config = c = config
+        self.algo = ALGORITHMS[c.algo]
+        self.env = env if env is not None else build_env(c)
+        self.spec = spec = self.env.spec
+        if hasattr(self.env, "compute_state"):
+            self.env.compute_state = c.critic_input == "global"
+        self.num_agents = A = spec.num_agents
+        self.derived: Derived = c.derived(A)
+        self.num_updates = self.derived.num_updates
+        self.recurrent = c.network == "gru"
+        self.hidden_size = c.hidden[-1] if self.recurrent else 1
+        self.actor_in_dim = spec.obs_dim + (A if c.agent_id else 0)
+        self.critic_in_dim = critic_input_dim(c.critic_input, spec.obs_dim, spec.state_dim, A, c.agent_id)
+        actor = Actor(num_actions=spec.num_actions, discrete=spec.discrete, hidden=c.hidden,
+                      recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input)
+        critic = Critic(hidden=c.hidden, recurrent=self.recurrent, activation=c.activation,
+                        layer_norm_input=c.layer_norm_input)
+        self.actor = AgentNets(actor, c.share_params, A, self.hidden_size)
+        self.critic = AgentNets(critic, c.share_params, A, self.hidden_size)
+        per_agent = not c.share_params
+        self.actor_opt = AgentOptimiser.make(c.max_grad_norm, c.adam_eps,
+                                             linear_anneal(c.lr, self.num_updates, c.anneal_lr), per_agent)
+        self.critic_opt = AgentOptimiser.make(c.max_grad_norm, c.adam_eps, linear_anneal(
+            self.derived.critic_lr, self.num_updates, c.anneal_lr), per_agent)
+        # the seams, chosen once
+        self.advantage = ADVANTAGES[self.algo.advantage]
+        self.objective = OBJECTIVES[c.ratio]
+        self.critic_input = CRITIC_INPUTS[c.critic_input]
+        if c.no_clip:
+            self.clip_low, self.clip_high = -jnp.inf, jnp.inf
+        else:
+            self.clip_low, self.clip_high = TR.clip_bounds(self.derived.clip_eps, c.clip_kind)
+        self.value_clip = None if not c.value_clip else self.derived.value_clip_eps
+        self._update = UPDATE_ORDERS[self.algo.update_order](UpdatePieces(
+            actor_step=self.actor_step, critic_step=self.critic_step, minibatches=self.minibatches,
+            measure=self._epoch_measure, epochs=c.update_epochs, num_agents=A))
+
+    # -- inputs (seam 5) ----------------------------------------------------------------------------------
+    def actor_input(self, obs: jax.Array) -> jax.Array:
+        """The actor's input from observations ``[..., A, O]``: ``obs ⊕ onehot(i)`` when ``agent_id``."""
+        return with_agent_id(obs, self.config.agent_id)
+
+    def critic_in(self, obs: jax.Array, state: jax.Array) -> jax.Array:
+        """The critic's input (critic-input seam) from observations and the env's global state."""
+        return self.critic_input(obs, state, self.config.agent_id)
+
+    # -- init ---------------------------------------------------------------------------------------------
+    def init_learner(self, rng: jax.Array) -> LearnerState:
+        """Fresh parameters, optimiser states and value normaliser."""
+        k_a, k_c = jax.random.split(rng)
+        actor_params = init_agents(self.actor, k_a, jnp.zeros((self.actor_in_dim,)),
+                                   jnp.ones((self.spec.num_actions,), bool))
+        critic_params = init_agents(self.critic, k_c, jnp.zeros((self.critic_in_dim,)))
+        return LearnerState(actor_params, critic_params, self.actor_opt.init(actor_params),
+                            self.critic_opt.init(critic_params), L.value_norm_init(), jnp.zeros((), jnp.int32))
+
+    def init_hidden(self, num_envs: int) -> jax.Array:
+        """Zero recurrent state ``[E, A, H]`` (``H = 1`` for feed-forward networks)."""
+        return jnp.zeros((num_envs, self.num_agents, self.hidden_size))
+
+    def init(self, rng: jax.Array) -> TrainState:
+        E = self.config.num_envs
+        rng, k_learn, k_env = jax.random.split(rng, 3)
+        learner = self.init_learner(k_learn)
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, E))
+        h = self.init_hidden(E)
+        runner = RunnerState(env_state, ts, jnp.ones((E,), bool), h, h)
+        return TrainState(learner, runner, rng, jnp.zeros((), jnp.int32))
+
+    @staticmethod
+    def policy_params(state: TrainState):
+        """The actor parameters of a train state (what evaluation and the host path act with)."""
+        return state.learner.actor_params
+
+    # -- acting -------------------------------------------------------------------------------------------
+    def draw_noise(self, key: jax.Array, lead: tuple) -> jax.Array:
+        """Sampling noise for :meth:`act`: one uniform per agent (discrete) or a standard normal per action
+        dimension (Gaussian), shape ``lead + [A]`` or ``lead + [A, D]``."""
+        if self.spec.discrete:
+            return jax.random.uniform(key, lead + (self.num_agents,))
+        return jax.random.normal(key, lead + (self.num_agents, self.spec.num_actions))
+
+    def act(self, actor_params, hidden: jax.Array, obs: jax.Array, avail: jax.Array, reset: jax.Array,
+            noise: jax.Array, greedy: bool = False) -> PolicyStep:
+        """One decentralised policy step for every env and agent: ``obs`` ``[E, A, O]``, ``avail``
+        ``[E, A, U]``, ``reset`` ``[E]``, ``hidden`` ``[E, A, H]``, ``noise`` from :meth:`draw_noise`.
+
+        Discrete: inverse-CDF sampling, ``a = #{k : F_k < u·F_U}`` with ``F`` the cumulative probabilities and
+        one uniform ``u`` per agent (masked actions have zero mass, so they are never drawn). Gaussian:
+        ``a = μ + σ·ξ``. ``greedy``: the most likely action (the mean). Drawing a rollout's noise in one call
+        before the time loop, one number per agent, is several times cheaper on a CPU than ``distrax``'s
+        ``sample`` inside the loop; the distribution is the same.
+        """
+        h, out = apply_agents(self.actor, actor_params, hidden, self.actor_input(obs)[None], reset[None],
+                              avail[None])
+        out = out[0]
+        if self.spec.discrete:
+            if greedy:
+                action = jnp.argmax(out, axis=-1)
+            else:
+                cdf = jnp.cumsum(jax.nn.softmax(out, axis=-1), axis=-1)
+                action = jnp.sum(cdf < noise[..., None] * cdf[..., -1:], axis=-1)
+                action = jnp.minimum(action, self.spec.num_actions - 1)
+        else:
+            mean, log_std = jnp.split(out, 2, axis=-1)
+            action = mean if greedy else mean + jnp.exp(log_std) * noise
+        return PolicyStep(h, action, self.logp_entropy(out, action)[0], out)
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """Gaussian samples are clipped to the action box for the env only (the log-prob stays the sample's)."""
+        if self.spec.discrete:
+            return action
+        return jnp.clip(action, self.spec.action_low, self.spec.action_high)
+
+    # -- rollout ------------------------------------------------------------------------------------------
+    def _env_step(self, keys, env_state, actions):
+        """Step the batch of envs (the adapter's conditional-reset batch step when it has one)."""
+        if hasattr(self.env, "step_batch"):
+            return self.env.step_batch(keys, env_state, actions)
+        return jax.vmap(self.env.step)(keys, env_state, actions)
+
+    def rollout(self, learner: LearnerState, runner: RunnerState, rng: jax.Array):
+        c = self.config
+        E, T = c.num_envs, c.rollout_length
+        k_noise, k_env = jax.random.split(rng)
+        noise = self.draw_noise(k_noise, (T, E))
+        env_keys = jax.random.split(k_env, T * E).reshape((T, E) + k_env.shape)
+
+        def step(runner: RunnerState, xs):
+            step_noise, keys = xs
+            ts = runner.timestep
+            pol = self.act(learner.actor_params, runner.actor_h, ts.obs, ts.avail, runner.reset, step_noise)
+            env_state, nts = self._env_step(keys, runner.env_state, self.env_action(pol.action))
+            done = nts.terminated | nts.truncated
+            final_cin = self.critic_in(nts.final_obs, nts.final_state) if c.bootstrap_truncation else None
+            tr = Transition(
+                actor_in=self.actor_input(ts.obs), critic_in=self.critic_in(ts.obs, ts.state),
+                final_critic_in=final_cin, avail=ts.avail, action=pol.action, logp=pol.logp, dist=pol.dist,
+                reward=nts.reward, active=ts.active, reset=runner.reset, terminated=nts.terminated,
+                truncated=nts.truncated, ep_done=nts.episode.done, ep_return=nts.episode.returned_return,
+                ep_length=nts.episode.returned_length.astype(jnp.float32), ep_won=nts.episode.returned_won)
+            return RunnerState(env_state, nts, done, pol.hidden, runner.critic_h), tr
+
+        return jax.lax.scan(step, runner, (noise, env_keys))
+
+    # -- critic pass and advantages (seam 1) ----------------------------------------------------------------
+    def evaluate(self, learner: LearnerState, runner_start: RunnerState, runner_end: RunnerState,
+                 traj: Transition):
+        """Values of the rollout, bootstrap values and advantages. Returns (values, targets, advantages, critic_h)."""
+        c = self.config
+        h_end, out = apply_agents(self.critic, learner.critic_params, runner_start.critic_h, traj.critic_in,
+                                  traj.reset, traj.final_critic_in)
+        if c.bootstrap_truncation:
+            values, final_values = out
+        else:
+            values, final_values = out, jnp.zeros_like(out)
+        ts = runner_end.timestep
+        last_in = self.critic_in(ts.obs, ts.state)[None]
+        _, last_value = apply_agents(self.critic, learner.critic_params, h_end, last_in, runner_end.reset[None])
+        vn = learner.value_norm
+        denorm = (lambda v: L.denormalize(vn, v)) if c.value_norm else (lambda v: v)
+        v = denorm(values)
+        # V'_t: V_{t+1} within an episode; the pre-reset final state's value where step t ended an episode.
+        following = jnp.concatenate([v[1:], denorm(last_value)], axis=0)
+        ended = (traj.terminated | traj.truncated)[..., None]
+        next_v = jnp.where(ended, denorm(final_values), following)
+        adv, targets = self.advantage(traj.reward, v, next_v, traj.terminated[..., None], ended, c.gamma,
+                                      c.gae_lambda)
+        return values, targets, adv, h_end
+
+    # -- losses (seams 2 and 3) ---------------------------------------------------------------------------
+    def _mask(self, active):
+        return active if self.config.use_active_masks else jnp.ones_like(active)
+
+    def actor_loss(self, params, b: Batch, factor: jax.Array):
+        """The chosen policy objective (ratio and surrogate seams) minus the entropy bonus; returns
+        ``(loss, per-agent diagnostics)``. ``factor`` ``[T', B', A]`` weights each sample's surrogate."""
+        c = self.config
+        _, out = apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset, b.avail)
+        logp, entropy = self.logp_entropy(out, b.action)
+        mask = self._mask(b.active)
+        pg_loss, clipped = self.objective(ObjectiveInputs(logp, b.logp, b.adv, b.adv_joint, mask, factor,
+                                                          self.clip_low, self.clip_high))
+        ent = L.masked_mean(entropy, mask)
+        loss = pg_loss - c.ent_coef * ent
+        log_ratio = TR.independent_log_ratio(logp, b.logp)
+        metrics = jax.lax.stop_gradient(self._actor_diagnostics(log_ratio, clipped, entropy, mask))
+        metrics["policy_loss"] = jax.lax.stop_gradient(pg_loss)
+        if c.measure_trust_region and c.measure_at == "minibatch":
+            metrics["tr"] = self._measure_outputs(b, jax.lax.stop_gradient(out), jax.lax.stop_gradient(logp))
+        return loss, metrics
+
+    def logp_entropy(self, out, action):
+        """Log-prob of ``action`` and entropy from actor outputs; for categoricals from one log-softmax."""
+        if self.spec.discrete:
+            logp_all = jax.nn.log_softmax(out, axis=-1)
+            logp = jnp.take_along_axis(logp_all, action[..., None], axis=-1)[..., 0]
+            return logp, -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+        pi = distribution(out, False)
+        return pi.log_prob(action), pi.entropy()
+
+    def _actor_diagnostics(self, log_ratio, clipped, entropy, mask):
+        axes = tuple(range(log_ratio.ndim - 1))
+        m = mask.astype(jnp.float32)
+        n = jnp.maximum(m.sum(axes), 1.0)
+        ratio = jnp.exp(log_ratio)
+        mean = lambda x: (x * m).sum(axes) / n  # noqa: E731
+        clipped = jnp.broadcast_to(clipped, mask.shape)
+        return {
+            "ratio_min": jnp.where(mask, ratio, jnp.inf).min(axes),
+            "ratio_mean": mean(ratio),
+            "ratio_max": jnp.where(mask, ratio, -jnp.inf).max(axes),
+            "clip_frac": mean(clipped.astype(jnp.float32)),
+            "approx_kl": mean((ratio - 1.0) - log_ratio),
+            "entropy": mean(entropy),
+        }
+
+    def critic_loss(self, params, b: Batch, vn: L.ValueNormState):
+        c = self.config
+        _, value = apply_agents(self.critic, params, b.critic_h, b.critic_in, b.reset)
+        target = L.normalize(vn, b.target) if c.value_norm else b.target
+        mask = self._mask(b.active)
+        per = L.value_loss(value, b.value, target, self.value_clip, c.huber_delta)
+        loss = c.vf_coef * L.masked_mean(per, mask)
+        pred = L.denormalize(vn, value) if c.value_norm else value
+        ev = jax.vmap(L.explained_variance, in_axes=(-1, -1, -1))(pred, b.target, mask)
+        return loss, {"value_loss": jax.lax.stop_gradient(L.masked_mean(per, mask)),
+                      "explained_variance": jax.lax.stop_gradient(ev)}
+
+    # -- the pieces an update order uses (seam 4) -----------------------------------------------------------
+    def actor_step(self, learner: LearnerState, b: Batch, factor: jax.Array, agents: jax.Array):
+        """One policy gradient step on minibatch ``b``; only the agents selected by ``agents`` [A] move."""
+        (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, factor)
+        params, opt = self.actor_opt.step(learner.actor_params, learner.actor_opt, g, learner.updates, agents)
+        return learner._replace(actor_params=params, actor_opt=opt), m
+
+    def critic_step(self, learner: LearnerState, b: Batch):
+        """One critic gradient step on minibatch ``b`` (after updating the value normaliser with it)."""
+        c = self.config
+        vn = learner.value_norm
+        if c.value_norm:
+            vn = L.value_norm_update(vn, b.target, c.value_norm_beta, self._mask(b.active))
+        (_, m), g = jax.value_and_grad(self.critic_loss, has_aux=True)(learner.critic_params, b, vn)
+        everyone = jnp.ones((self.num_agents,), bool)
+        params, opt = self.critic_opt.step(learner.critic_params, learner.critic_opt, g, learner.updates,
+                                           everyone)
+        return learner._replace(critic_params=params, critic_opt=opt, value_norm=vn), m
+
+    def make_batch(self, traj: Transition, values, targets, adv, runner_start: RunnerState) -> Batch:
+        c = self.config
+        mask = self._mask(traj.active)
+        if c.adv_norm:
+            adv = L.normalize_advantages(adv, mask)
+        return Batch(traj.actor_in, traj.critic_in, traj.avail, traj.action, traj.logp, traj.dist, traj.active,
+                     traj.reset, values, targets, adv, team_advantage(adv, mask), runner_start.actor_h,
+                     runner_start.critic_h)
+
+    def minibatches(self, batch: Batch, key) -> Batch:
+        """Shuffle and split into ``num_minibatches`` along the leading axis of the result."""
+        c = self.config
+        M = c.num_minibatches
+        if self.recurrent:
+            perm = jax.random.permutation(key, c.num_envs)
+
+            def split(x, env_axis):
+                x = jnp.take(x, perm, axis=env_axis)
+                shape = x.shape[:env_axis] + (M, c.num_envs // M) + x.shape[env_axis + 1:]
+                return jnp.moveaxis(x.reshape(shape), env_axis, 0)
+
+            seq = {f: split(getattr(batch, f), 1) for f in Batch._fields if f not in ("actor_h", "critic_h")}
+            return Batch(**seq, actor_h=split(batch.actor_h, 0), critic_h=split(batch.critic_h, 0))
+        n = c.num_envs * c.rollout_length
+        perm = jax.random.permutation(key, n)
+
+        def split(x):
+            x = x.reshape((n,) + x.shape[2:])
+            x = jnp.take(x, perm, axis=0)
+            return x.reshape((M, 1, n // M) + x.shape[1:])
+
+        seq = {f: split(getattr(batch, f)) for f in Batch._fields if f not in ("actor_h", "critic_h")}
+        h = jnp.zeros((M, n // M, self.num_agents, self.hidden_size))
+        return Batch(**seq, actor_h=h, critic_h=h)
+
+    # -- trust-region measurement -------------------------------------------------------------------------
+    def measure(self, actor_params, batch: Batch) -> TR.UpdateMeasures:
+        """Measurements of the update so far against the behaviour policy, on every rollout state."""
+        _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
+        logp_new, _ = self.logp_entropy(out, batch.action)
+        return self._measure_outputs(batch, out, logp_new)
+
+    def _measure_outputs(self, batch: Batch, out, logp_new) -> TR.UpdateMeasures:
+        # The joint TV is estimated from the rollout's own sampled joint actions (num_mc_samples=0): one
+        # unbiased draw per state from the old joint policy, at no sampling cost.
+        active = self._mask(batch.active)
+        if self.spec.discrete:
+            return TR.measure_update(batch.dist, out, batch.avail, active, batch.logp, logp_new,
+                                     num_mc_samples=0, exact_joint_limit=0)
+        om, ols = jnp.split(batch.dist, 2, axis=-1)
+        nm, nls = jnp.split(out, 2, axis=-1)
+        return TR.measure_update_gaussian(om, ols, nm, nls, active, batch.logp, logp_new,
+                                          num_mc_samples=0, tv_method="auto")
+
+    def _epoch_measure(self, learner: LearnerState, batch: Batch, metrics: dict):
+        """The epoch's measurements: exact at the epoch's end, or merged from the minibatches' in-loss ones."""
+        c = self.config
+        metrics = dict(metrics)
+        in_loss = metrics.pop("tr", None)
+        if not c.measure_trust_region:
+            return None, metrics
+        if c.measure_at == "epoch_end":
+            return self.measure(learner.actor_params, batch), metrics
+        return _combine_measures(in_loss), metrics
+
+    # -- one update ---------------------------------------------------------------------------------------
+    def learn(self, learner: LearnerState, traj: Transition, start: RunnerState, end: RunnerState,
+              rng: jax.Array):
+        """Everything after the rollout: critic pass, advantages, the update order, measurements.
+
+        ``start``/``end`` are the runner states before and after the rollout (only their hidden states,
+        reset flags and last timestep are read), so a rollout collected on the host goes through the very
+        same learning step. Returns ``(learner, critic_h, metrics)``.
+        """
+        values, targets, adv, critic_h = self.evaluate(learner, start, end, traj)
+        batch = self.make_batch(traj, values, targets, adv, start)
+        learner, (mb_metrics, tr) = self._update(learner, batch, rng)
+        learner = learner._replace(updates=learner.updates + 1)
+        return learner, critic_h, self._summarise(traj, mb_metrics, tr)
+
+    def update(self, state: TrainState, _=None):
+        rng, k_roll, k_learn = jax.random.split(state.rng, 3)
+        runner, traj = self.rollout(state.learner, state.runner, k_roll)
+        learner, critic_h, metrics = self.learn(state.learner, traj, state.runner, runner, k_learn)
+        return TrainState(learner, runner._replace(critic_h=critic_h), rng, state.update + 1), metrics
+
+    def _summarise(self, traj: Transition, mb, tr) -> dict:
+        """Per-update metrics (:data:`METRIC_SCHEMA`): scalars, per-agent [A] arrays, per-epoch arrays."""
+        done = traj.ep_done.astype(jnp.float32)
+        n_done = done.sum()
+        mean_done = lambda x: jnp.where(n_done > 0, (x * done).sum() / jnp.maximum(n_done, 1.0), jnp.nan)  # noqa
+        out = {
+            "return_mean": mean_done(traj.ep_return),
+            "episode_length": mean_done(traj.ep_length),
+            "episodes": n_done,
+            "reward_mean": traj.reward.mean(),
+        }
+        if self.spec.has_win:
+            out["win_rate"] = mean_done(traj.ep_won)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [epochs*minibatches, ...]
+        for k, v in mb.items():
+            v = flat(v)
+            if k == "ratio_min":
+                out[k] = v.min(0)
+            elif k == "ratio_max":
+                out[k] = v.max(0)
+            else:
+                out[k] = jnp.nanmean(v, 0)
+        if tr is not None:
+            for k, v in tr._asdict().items():
+                out[f"tr/{k}"] = v  # [epochs, ...]
+        return out
+
+    # -- whole runs -----------------------------------------------------------------------------------------
+    def __call__(self, rng: jax.Array):
+        """The pure ``train(rng)``: init and every update in one ``lax.scan``. Returns (state, metrics)."""
+        state = self.init(rng)
+        return jax.lax.scan(self.update, state, None, self.num_updates)
+
+    def run_chunk(self, state: TrainState, num_updates: int):
+        """``num_updates`` updates as one scan (jit this, vmapped over seeds)."""
+        return jax.lax.scan(self.update, state, None, num_updates)
+
+
+def _combine_measures(m: TR.UpdateMeasures) -> TR.UpdateMeasures:
+    """Merge per-minibatch measurements [M, ...] of one epoch into one (count-weighted means, min/max)."""
+    w = m.count.astype(jnp.float32)
+    wmean = lambda x: jnp.nansum(x * w, 0) / jnp.maximum(w.sum(0), 1.0)  # noqa: E731
+    tv = wmean(m.tv_mean)
+    return TR.UpdateMeasures(
+        ratio_min=jnp.nanmin(m.ratio_min, 0), ratio_max=jnp.nanmax(m.ratio_max, 0),
+        dist_ratio_min=jnp.nanmin(m.dist_ratio_min, 0), dist_ratio_max=jnp.nanmax(m.dist_ratio_max, 0),
+        tv_mean=tv, kl_mean=wmean(m.kl_mean), count=m.count.sum(0), sum_tv=jnp.nansum(tv),
+        joint_tv_bound=jnp.nanmean(m.joint_tv_bound), joint_tv_coupling=jnp.nanmean(m.joint_tv_coupling),
+        joint_tv_mc=jnp.nanmean(m.joint_tv_mc), joint_tv_exact=jnp.nanmean(m.joint_tv_exact),
+        joint_kl=jnp.nanmean(m.joint_kl), joint_ratio_min=jnp.nanmin(m.joint_ratio_min),
+        joint_ratio_max=jnp.nanmax(m.joint_ratio_max))
+

@@ -62,18 +62,42 @@ def test_layering_algorithm_preset_user():
 
 def test_clip_alpha_gives_eps_over_n():
     c = Config.build({"algo": "jrppo", "clip_alpha": 0.6})
-    assert c.derived(3)["clip_eps"] == pytest.approx(0.2)
-    assert c.derived(6)["clip_eps"] == pytest.approx(0.1)
+    assert c.derived(3).clip_eps == pytest.approx(0.2)
+    assert c.derived(6).clip_eps == pytest.approx(0.1)
 
 
 def test_explicit_clip_eps_outranks_preset_alpha():
     # the jrppo×smax preset sizes the clip by α/N; a user's ε must win (Sun et al. Fig. 9 compares equal ε)
-    assert Config.build({"algo": "jrppo", "env": "smax"}).derived(5)["clip_eps"] == pytest.approx(0.1)
+    assert Config.build({"algo": "jrppo", "env": "smax"}).derived(5).clip_eps == pytest.approx(0.1)
     c = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3})
-    assert c.clip_alpha == 0.0 and c.derived(5)["clip_eps"] == pytest.approx(0.3)
+    assert c.clip_alpha == 0.0 and c.derived(5).clip_eps == pytest.approx(0.3)
     both = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3, "clip_alpha": 1.0})
-    assert both.derived(5)["clip_eps"] == pytest.approx(0.2)
+    assert both.derived(5).clip_eps == pytest.approx(0.2)
 
 
 def test_env_options_json_checked():
     assert "is not JSON" in _err(env_options="{bad")
+
+
+def test_key_of_another_family_is_an_error_naming_the_algorithm(monkeypatch):
+    """Config sections by family: an algorithm of a family that does not read the on-policy section
+    rejects its keys (a toy family registered for the test; today every algorithm is on-policy)."""
+    from trustmarl import config as C
+    from trustmarl.algos import ALGORITHMS, Algorithm
+    toy = Algorithm(name="toy", summary="test", reference="-", config_defaults={}, family="toy_family")
+    monkeypatch.setitem(ALGORITHMS, "toy", toy)
+    monkeypatch.setitem(C.FAMILY_SECTIONS, "toy_family", ("common",))
+    assert Config.build({"algo": "toy", "lr": 1e-3}).lr == 1e-3
+    msg = _err(algo="toy", clip_eps=0.1)
+    assert msg == ("clip_eps=0.1 is not read by algo=toy (family toy_family); "
+                   "`trustmarl train --keys algo=toy` lists its keys")
+    names = [f.name for f in Config.keys_for("toy")]
+    assert "lr" in names and "clip_eps" not in names and "rollout_length" not in names
+    assert "clip_eps" in [f.name for f in Config.keys_for("mappo")]
+
+
+def test_derived_values_are_a_typed_record():
+    d = Config.build({"num_envs": 4, "rollout_length": 8, "total_env_steps": 100, "clip_alpha": 0.6,
+                      "num_minibatches": 1}).derived(3)
+    assert d.steps_per_update == 32 and d.num_updates == 3 and d.env_steps == 96
+    assert d.clip_eps == pytest.approx(0.2) and d.value_clip_eps == pytest.approx(0.2)

@@ -46,7 +46,7 @@ def test_fig9_runs_use_the_clip_value_in_their_name():
     for name, cfg in reproduce.plan("sun2022-fig9").items():
         c = Config.build(cfg)
         eps = float(name.rsplit("clip", 1)[1])
-        assert c.derived(10)["clip_eps"] == pytest.approx(eps), name
+        assert c.derived(10).clip_eps == pytest.approx(eps), name
         assert not c.value_clip
 
 

@@ -32,6 +32,7 @@ class StallWatchdog:
         self.grace_s = grace_s
         self.stream = stream or sys.stderr
         self._timer: threading.Timer | None = None
+        self._backstop = False
 
     def _fire(self):
         try:
@@ -50,15 +51,21 @@ class StallWatchdog:
             self._timer = threading.Timer(self.timeout_s, self._fire)
             self._timer.daemon = True
             self._timer.start()
-            try:
-                faulthandler.dump_traceback_later(self.timeout_s + self.grace_s, exit=True, file=self.stream)
-            except (ValueError, OSError, AttributeError):  # a stream without a file descriptor (tests)
-                faulthandler.dump_traceback_later(self.timeout_s + self.grace_s, exit=True)
+            # The C-level backstop needs a real file descriptor; a captured stream (pytest, notebooks) has
+            # none, so fall back to the process's original stderr, and to no backstop if that has none.
+            for stream in (self.stream, sys.__stderr__):
+                try:
+                    faulthandler.dump_traceback_later(self.timeout_s + self.grace_s, exit=True, file=stream)
+                    self._backstop = True
+                    break
+                except (ValueError, OSError, AttributeError, TypeError):
+                    continue
         return self
 
     def __exit__(self, *exc):
         if self._timer is not None:
             self._timer.cancel()
-            faulthandler.cancel_dump_traceback_later()
-            self._timer = None
+            if self._backstop:
+                faulthandler.cancel_dump_traceback_later()
+            self._timer, self._backstop = None, False
         return False

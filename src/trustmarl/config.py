@@ -72,8 +72,9 @@ class Config:
     ent_coef: float = _f(0.01, "entropy bonus coefficient", low=0, section="on_policy")
     vf_coef: float = _f(0.5, "value-loss coefficient", low=0, section="on_policy")
     # --- trust region (seams: ratio, surrogate/clipping) ---------------------------------------------------
-    ratio: str = _f("independent", "probability ratio: independent (IPPO/MAPPO, eq. 4 of Sun et al.) or joint "
-                    "(JR-PPO, Algorithm 1)", choices=("independent", "joint"), section="on_policy")
+    ratio: str = _f("independent", "probability ratio and its policy objective: independent (IPPO/MAPPO, eq. 4 "
+                    "of Sun et al.), joint (JR-PPO, Algorithm 1), or one an algorithm module registers "
+                    "(trustmarl.seams.surrogates.OBJECTIVES)", section="on_policy")
     clip_eps: float = _f(0.2, "clip range epsilon of the surrogate (ignored when clip_alpha > 0; setting it "
                          "drops a preset's clip_alpha); a symmetric "
                          "range with epsilon >= 1 has a lower bound <= 0, which never binds",
@@ -124,6 +125,9 @@ class Config:
         from trustmarl.algos import ALGORITHMS
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"algo={self.algo!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
+        from trustmarl.seams.surrogates import OBJECTIVES
+        if self.ratio not in OBJECTIVES:
+            raise ConfigError(f"ratio={self.ratio!r} is not one of {', '.join(OBJECTIVES)}")
         from trustmarl.envs import resolve_env
         try:
             resolve_env(self.env)  # a registered name, or package.module:factory (imports the user's code)
@@ -183,7 +187,7 @@ class Config:
         merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
         if algo in ALGORITHMS:
             family = ALGORITHMS[algo].family
-            for key in merged:
+            for key in [*user, *merged]:  # the user's own words first, so the error names them
                 section = cls._field(key).metadata["section"]
                 if section not in FAMILY_SECTIONS[family]:
                     raise ConfigError(f"{key}={merged[key]!r} is not read by algo={algo} (family {family}); "

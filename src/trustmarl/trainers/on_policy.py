@@ -129,6 +129,8 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
     "entropy": MetricSpec("agent", "policy entropy"),
     "explained_variance": MetricSpec("agent", "1 − Var[target − V]/Var[target]"),
     "tr/*": MetricSpec("epoch", "trust-region measurements per epoch (trust_region.UpdateMeasures)"),
+    "nonfinite": MetricSpec("scalar", "0, or the sum of NONFINITE_BITS of the kinds of values that were "
+                            "NaN/inf in this update (1 env outputs, 2 losses, 4 gradients, 8 parameters)"),
 }
 
 
@@ -379,6 +381,7 @@ class OnPolicyTrainer:
     def actor_step(self, learner: LearnerState, b: Batch, factor: jax.Array, agents: jax.Array):
         """One policy gradient step on minibatch ``b``; only the agents selected by ``agents`` [A] move."""
         (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, factor)
+        m["grads_finite"] = _all_finite(g)
         params, opt = self.actor_opt.step(learner.actor_params, learner.actor_opt, g, learner.updates, agents)
         return learner._replace(actor_params=params, actor_opt=opt), m
 
@@ -389,6 +392,7 @@ class OnPolicyTrainer:
         if c.value_norm:
             vn = L.value_norm_update(vn, b.target, c.value_norm_beta, self._mask(b.active))
         (_, m), g = jax.value_and_grad(self.critic_loss, has_aux=True)(learner.critic_params, b, vn)
+        m["critic_grads_finite"] = _all_finite(g)
         everyone = jnp.ones((self.num_agents,), bool)
         params, opt = self.critic_opt.step(learner.critic_params, learner.critic_opt, g, learner.updates,
                                            everyone)
@@ -472,7 +476,9 @@ class OnPolicyTrainer:
         batch = self.make_batch(traj, values, targets, adv, start)
         learner, (mb_metrics, tr) = self._update(learner, batch, rng)
         learner = learner._replace(updates=learner.updates + 1)
-        return learner, critic_h, self._summarise(traj, mb_metrics, tr)
+        metrics = self._summarise(traj, mb_metrics, tr)
+        metrics["nonfinite"] = nonfinite_flags(traj, mb_metrics, learner)
+        return learner, critic_h, metrics
 
     def update(self, state: TrainState, _=None):
         rng, k_roll, k_learn = jax.random.split(state.rng, 3)
@@ -495,6 +501,8 @@ class OnPolicyTrainer:
             out["win_rate"] = mean_done(traj.ep_won)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [epochs*minibatches, ...]
         for k, v in mb.items():
+            if k.endswith("grads_finite"):
+                continue  # folded into the "nonfinite" flags
             v = flat(v)
             if k == "ratio_min":
                 out[k] = v.min(0)
@@ -516,6 +524,26 @@ class OnPolicyTrainer:
     def run_chunk(self, state: TrainState, num_updates: int):
         """``num_updates`` updates as one scan (jit this, vmapped over seeds)."""
         return jax.lax.scan(self.update, state, None, num_updates)
+
+
+# Bits of the per-update "nonfinite" metric: which kind of value went NaN/inf during that update.
+NONFINITE_BITS = {1: "env outputs (observations, rewards)", 2: "losses", 4: "gradients", 8: "parameters"}
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
+
+
+def nonfinite_flags(traj: Transition, mb: dict, learner: LearnerState) -> jax.Array:
+    """One int32 per update, the sum of :data:`NONFINITE_BITS` for each kind of value that was not finite
+    (0 when everything was). Cheap: reductions over arrays the update already holds."""
+    env_ok = _all_finite((traj.actor_in, traj.critic_in, traj.reward))
+    loss_ok = _all_finite([v for k, v in mb.items() if k in ("policy_loss", "value_loss")])
+    grads_ok = jnp.all(mb["grads_finite"]) & jnp.all(mb["critic_grads_finite"])
+    params_ok = _all_finite((learner.actor_params, learner.critic_params))
+    bad = [~env_ok, ~loss_ok, ~grads_ok, ~params_ok]
+    return sum(jnp.where(b, bit, 0) for b, bit in zip(bad, NONFINITE_BITS)).astype(jnp.int32)
 
 
 def _combine_measures(m: TR.UpdateMeasures) -> TR.UpdateMeasures:

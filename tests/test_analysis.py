@@ -124,7 +124,7 @@ def test_every_figure_writes_png(sweep, tmp_path, name):
 
 def test_figures_registry():
     assert set(pl.FIGURES) == {
-        "ratio-range", "tv-cdf", "returns-tv", "joint-vs-independent", "ippo-vs-mappo", "learning-curve"
+        "ratio-range", "tv-cdf", "returns-tv", "joint-vs-independent", "ippo-vs-mappo", "learning-curve", "curves"
     }
     assert all(callable(f) for f in pl.FIGURES.values())
 

@@ -13,6 +13,8 @@ Figures (paper numbering):
   * ``plot_joint_vs_independent``  Fig. 9/10 joint TV, return, win rate: joint vs independent ratio clipping.
   * ``plot_ippo_vs_mappo``         Fig. 4    IPPO vs MAPPO across maps.
   * ``plot_learning_curve``        one run: return (and win rate) vs env steps.
+  * ``plot_curves``                learning curves of several runs grouped by any config key, with a shaded
+                                   spread over seeds (std, or a bootstrap interval of the mean or the IQM).
 
 ``FIGURES`` maps CLI names to the multi-run functions ("learning-curve" takes exactly one run).
 """
@@ -46,7 +48,9 @@ from trustmarl.analysis.runs import (
     _varying,
     _varying_in_panels,
     _xy,
+    curve_samples,
     find_runs,
+    varying_keys,
 )
 
 __all__ = [
@@ -56,6 +60,7 @@ __all__ = [
     "plot_joint_vs_independent",
     "plot_ippo_vs_mappo",
     "plot_learning_curve",
+    "plot_curves",
     "FIGURES",
 ]
 
@@ -404,6 +409,98 @@ def _learning_curve_figure(runs: Sequence[str | Path], out: str | Path) -> Path:
     return plot_learning_curve(found[0].path, out)
 
 
+def _smooth(ys: np.ndarray, k: int) -> np.ndarray:
+    """Trailing moving average over ``k`` points along the last axis (the first points average fewer)."""
+    if k <= 1:
+        return ys
+    c = np.cumsum(np.pad(ys, [(0, 0)] * (ys.ndim - 1) + [(1, 0)]), axis=-1)
+    idx = np.arange(ys.shape[-1])
+    lo = np.maximum(idx + 1 - k, 0)
+    return (c[..., idx + 1] - c[..., lo]) / (idx + 1 - lo)
+
+
+def plot_curves(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    metric: Sequence[str] = ("return_mean",),
+    group_by: Sequence[str] | None = None,
+    facet: str | Sequence[str] | None = None,
+    x: str = "env_steps",
+    spread: str = "std",
+    center: str = "mean",
+    smooth: int = 1,
+    reps: int = 1000,
+) -> Path:
+    """Learning curves of several runs: one curve per group of runs, a shaded spread over their seeds.
+
+    ``metric``: metrics.csv columns, one row of panels each (``return`` and ``win`` are accepted for
+    ``return_mean`` and ``win_rate``). ``group_by``: config keys (any, e.g. ``algo``, ``lr``,
+    ``num_agents``); default every key that differs between the runs except the seed
+    (:func:`~trustmarl.analysis.runs.varying_keys`). ``facet``: a key giving one column of panels per
+    value. ``center``: ``mean`` or ``iqm`` (interquartile mean over seeds at each x). ``spread``: ``std``
+    (± population std over seeds), ``ci`` (95 % percentile bootstrap interval of the centre, ``reps``
+    resamples of the seeds), ``minmax`` or ``none``. ``smooth``: trailing moving average over that many
+    logged points, applied to each seed's curve first. Every seed of every run folder is one sample.
+    """
+    from trustmarl.analysis.tables import iqm, metric_column
+
+    if spread not in ("std", "ci", "minmax", "none"):
+        raise PlotInputError(f"spread {spread!r} is invalid; allowed: std, ci, minmax, none")
+    if center not in ("mean", "iqm"):
+        raise PlotInputError(f"center {center!r} is invalid; allowed: mean, iqm")
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    metrics = [metric_column(m) for m in metrics]
+    if not metrics:
+        raise PlotInputError("metric is empty; give at least one metrics.csv column")
+    runs_ = find_runs(runs)
+    _require_table(runs_, "metrics", (x,))
+    metrics = [m for m in metrics if any(r.has_data("metrics", m) for r in runs_)]
+    if not metrics:
+        raise PlotInputError("no run has data for any of the plotted metrics")
+    facet_keys = _facet_keys(facet)
+    keys = tuple(group_by) if group_by else tuple(k for k in varying_keys(runs_) if k not in facet_keys)
+    facets = _facets(runs_, facet)
+    show = _varying_in_panels(keys, facets) or list(keys[:1])
+    colors = _colors(runs_, keys, facets) if keys else {(): "C0"}
+    stat = iqm if center == "iqm" else (lambda a, axis=-1: np.mean(a, axis=axis))
+    fig, axes = _new_figure(len(metrics), len(facets))
+    for fi, (fval, frun) in enumerate(facets):
+        for mi, m in enumerate(metrics):
+            ax = axes[mi, fi]
+            for gval, grun in _group(frun, keys):
+                samples = curve_samples([r for r in grun if r.has_data("metrics", m)], "metrics", x, m)
+                if samples is None:
+                    continue
+                xs, ys = samples
+                ys = _smooth(ys, int(smooth))
+                mid = stat(ys, axis=0)
+                n = len(ys)
+                label = _curve_label(keys, gval, show, n) if keys else (f"runs (n={n})" if n > 1 else "runs")
+                color = colors[gval]
+                ax.plot(xs, mid, color=color, label=label)
+                if n > 1 and spread != "none":
+                    if spread == "std":
+                        lo, hi = mid - ys.std(0), mid + ys.std(0)
+                    elif spread == "minmax":
+                        lo, hi = ys.min(0), ys.max(0)
+                    else:
+                        rng = np.random.default_rng(0)
+                        boot = stat(ys[rng.integers(0, n, size=(int(reps), n))], axis=1)  # [reps, len(x)]
+                        lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+                    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
+            ax.set_xlabel(_LABELS.get(x, x))
+            if x == "env_steps":
+                _steps_axis(ax)
+            what = {"std": " (± std)", "ci": " (95% CI)", "minmax": " (min-max)", "none": ""}[spread]
+            ax.set_ylabel(_LABELS.get(m, m) + (" IQM" if center == "iqm" else "") + what)
+            title = _facet_title(facet, fval, len(facets))
+            if title and mi == 0:
+                ax.set_title(title)
+            _legend(ax)
+    return _save(fig, out)
+
+
 FIGURES: dict[str, Callable[..., Path]] = {
     "ratio-range": plot_ratio_range,
     "tv-cdf": plot_tv_cdf,
@@ -411,4 +508,5 @@ FIGURES: dict[str, Callable[..., Path]] = {
     "joint-vs-independent": plot_joint_vs_independent,
     "ippo-vs-mappo": plot_ippo_vs_mappo,
     "learning-curve": _learning_curve_figure,
+    "curves": plot_curves,
 }

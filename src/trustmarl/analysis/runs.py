@@ -43,6 +43,9 @@ __all__ = [
     "Run",
     "load_run",
     "find_runs",
+    "curve_samples",
+    "varying_keys",
+    "NON_GROUPING_KEYS",
 ]
 
 CONFIG_FILE = "config.json"
@@ -294,25 +297,52 @@ def _aggregate(runs: Sequence[Run], table: str, x_col: str, y_col: str):
     """Mean and std over seeds (every seed of every run) of y(x); curves on different x grids are
     interpolated onto the densest grid restricted to the x-range all of them cover.
     Returns (x, mean, std, number of curves), or None when no curve has data."""
+    samples = curve_samples(runs, table, x_col, y_col)
+    if samples is None:
+        return None
+    grid, ys = samples
+    return grid, ys.mean(0), ys.std(0), len(ys)
+
+
+def curve_samples(runs: Sequence[Run], table: str, x_col: str, y_col: str):
+    """Every seed curve y(x) of ``runs`` (each seed of each run folder) on one x grid: ``(x, ys)`` with
+    ``ys`` of shape ``[curves, len(x)]``, or None when no curve has data. Curves on different x grids are
+    interpolated onto the densest grid restricted to the x-range all of them cover; when they share no
+    range, the longest curve alone is returned."""
     curves = [c for r in runs for c in _xy(r, table, x_col, y_col)]
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
         return None
     if all(len(x) == len(curves[0][0]) and np.array_equal(x, curves[0][0]) for x, _ in curves):
-        grid = curves[0][0]
-        ys = np.stack([y for _, y in curves])
-    else:
-        lo = max(x[0] for x, _ in curves)
-        hi = min(x[-1] for x, _ in curves)
-        if lo > hi:  # no common range: fall back to the longest curve alone
-            x, y = max(curves, key=lambda c: len(c[0]))
-            return x, y, np.zeros_like(y), 1
-        densest = max(curves, key=lambda c: len(c[0]))[0]
-        grid = densest[(densest >= lo) & (densest <= hi)]
-        if not len(grid):
-            grid = np.array([lo])
-        ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-    return grid, ys.mean(0), ys.std(0), len(curves)
+        return curves[0][0], np.stack([y for _, y in curves])
+    lo = max(x[0] for x, _ in curves)
+    hi = min(x[-1] for x, _ in curves)
+    if lo > hi:  # no common range: fall back to the longest curve alone
+        x, y = max(curves, key=lambda c: len(c[0]))
+        return x, y[None]
+    densest = max(curves, key=lambda c: len(c[0]))[0]
+    grid = densest[(densest >= lo) & (densest <= hi)]
+    if not len(grid):
+        grid = np.array([lo])
+    return grid, np.stack([np.interp(grid, x, y) for x, y in curves])
+
+
+# Config entries that never tell two experiments apart: the seed (seeds are the samples), bookkeeping, and
+# values derived from other keys or written by the run loop. ``varying_keys`` leaves them out.
+NON_GROUPING_KEYS = frozenset({
+    "seed", "num_seeds", "run_name", "out_dir", "progress", "log_every", "checkpoint_every", "stall_timeout",
+    "clip_eps_effective", "num_agents_env", "family", "derived", "env_spec", "host_env",
+})
+
+
+def varying_keys(runs: Sequence[Run], exclude: Iterable[str] = NON_GROUPING_KEYS) -> list[str]:
+    """The top-level config keys whose values differ between ``runs`` (in the order of their first
+    appearance), except those in ``exclude`` (by default the seed, bookkeeping and derived entries):
+    the default grouping of ``trustmarl table`` and ``trustmarl plot curves``. A key a run lacks counts as
+    the value None."""
+    skip = set(exclude)
+    keys = list(dict.fromkeys(k for r in runs for k in r.config if k not in skip))
+    return _varying(runs, keys)
 
 
 def _require_table(runs: Sequence[Run], table: str, cols: Sequence[str]) -> None:

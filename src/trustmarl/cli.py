@@ -7,6 +7,9 @@
     trustmarl list                                               algorithms, envs, SMAX maps
     trustmarl plot FIGURE RUN_DIR... [--out FILE.png]            trust-region figures (Sun et al.)
     trustmarl reproduce NAME [--budget F] [--seeds N] [--set key=value ...]   a paper figure, end to end
+    trustmarl sweep key=v1,v2 key=loguniform:a,b ... [--samples N] [--scheduler asha] [--out DIR] [--resume]
+                                                                 grid/random search on Ray Tune (sweep extra)
+    trustmarl table RUNS... [--metric return] [--window last:10] [--csv FILE]   mean ± std, IQM, bootstrap CIs
 """
 from __future__ import annotations
 
@@ -229,6 +232,88 @@ def _parse_sets(words: list[str]) -> dict:
     return out
 
 
+def cmd_sweep(args) -> int:
+    try:
+        from trustmarl import sweep
+    except ImportError as err:  # pragma: no cover - trustmarl.sweep imports only the standard library
+        return _fail(str(err))
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        return _fail("trustmarl sweep needs Ray Tune: pip install -e '.[sweep]'")
+    try:
+        result = sweep.sweep(args.words, args.out, samples=args.samples, scheduler=args.scheduler,
+                             scheduler_opts=args.scheduler_opt, search=args.search, search_opts=args.search_opt,
+                             metric=args.metric, mode=args.mode, address=args.address, num_cpus=args.num_cpus,
+                             cpus_per_trial=args.cpus_per_trial, dashboard=args.dashboard,
+                             max_concurrent=args.max_concurrent, resume=args.resume)
+    except (sweep.SweepError, RuntimeError) as err:
+        return _fail(str(err))
+    finally:
+        sweep.shutdown_ray()
+    n, bad = len(result["trials"]), len(result["errors"])
+    print(f"sweep: {n} trial(s), {n - bad} finished, {bad} failed; folder {result['sweep_dir']}")
+    for e in result["errors"]:
+        print(f"  failed: {e['name']}: {e['error']}")
+    if result["best"]:
+        b = result["best"]
+        print(f"best trial by {result['metric']}: {b['name']} ({b.get(result['metric'])})")
+    if n > bad:
+        from trustmarl.analysis import tables
+        try:
+            table = tables.make_table([result["sweep_dir"]], result["metric"], args.window,
+                                      by=result["vary"] or None)
+            print()
+            print(table.markdown())
+        except ValueError as err:
+            print(f"no summary table: {err}")
+    return 1 if bad else 0
+
+
+def cmd_table(args) -> int:
+    from trustmarl.analysis import tables
+    try:
+        table = tables.make_table(args.runs, args.metric, args.window,
+                                  by=[k for k in args.by.split(",") if k] if args.by else None,
+                                  columns=args.columns, digits=args.digits, reps=args.reps, conf=args.conf,
+                                  seed=args.seed, higher_is_better=args.mode == "max")
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    print(table.markdown(), end="")
+    if args.csv:
+        out = Path(args.csv)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table.csv())
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_check_env(args) -> int:
+    from trustmarl.envs.checker import check_env
+    options = {}
+    if args.options:
+        try:
+            options = json.loads(args.options)
+        except json.JSONDecodeError as err:
+            return _fail(f"--options={args.options!r} is not JSON: {err}")
+        if not isinstance(options, dict):
+            return _fail(f"--options={args.options!r} must be a JSON object of the env's options")
+    try:
+        problems = check_env(args.env, options, seed=args.seed)
+    except ValueError as err:  # an unknown name or factory path
+        return _fail(str(err))
+    for prob in problems:
+        print(f"  {prob}")
+    errors = sum(p.level == "error" for p in problems)
+    warnings = len(problems) - errors
+    if errors:
+        print(f"{args.env}: {errors} problem(s), {warnings} warning(s): it does not fit the env contract yet")
+        return 1
+    print(f"{args.env}: fits the env contract" + (f" ({warnings} warning(s))" if warnings else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustmarl", description="Cooperative MARL with trust regions, in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -266,6 +351,47 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="runs/reproduce")
     rp.add_argument("--set", nargs="*", default=[], help="config overrides for every run, key=value")
     rp.set_defaults(func=cmd_reproduce)
+    sw = sub.add_parser("sweep", help="grid/random search over config values x seeds on Ray Tune",
+                        description="Words: key=v (fixed), key=v1,v2 or key=grid:v1,v2 (grid), key=choice:v1,v2, "
+                        "key=uniform:a,b, key=loguniform:a,b, key=randint:a,b (random; --samples draws). Keys "
+                        "whose values hold commas (hidden) separate alternatives with '/'. Every trial is a run "
+                        "folder under --out; seeds of one config are vmapped in one trial (num_seeds=N).")
+    sw.add_argument("words", nargs="*", help="key=SPEC")
+    sw.add_argument("--samples", type=int, default=1, help="repeats of the grid, each with fresh random draws")
+    sw.add_argument("--scheduler", default=None, help="Tune scheduler by name: asha (async_hyperband), "
+                    "median_stopping_rule, hyperband, ...; default none (FIFO)")
+    sw.add_argument("--scheduler-opt", nargs="*", default=[], metavar="KEY=VALUE", help="scheduler arguments")
+    sw.add_argument("--search", default=None, help="Tune search algorithm by name (default: grid values "
+                    "enumerated, random ones sampled; optuna, hyperopt, ... need their own packages)")
+    sw.add_argument("--search-opt", nargs="*", default=[], metavar="KEY=VALUE", help="search algorithm arguments")
+    sw.add_argument("--metric", default="return", help="metric Tune optimises: return (return_mean) or win_rate")
+    sw.add_argument("--mode", default="max", choices=("max", "min"))
+    sw.add_argument("--window", default="last:10", help="updates per seed in the summary table (last:K, all)")
+    sw.add_argument("--address", default=None, help="an existing Ray cluster (auto, HOST:PORT, ray://...); "
+                    "default: start a head on this machine bound to 127.0.0.1")
+    sw.add_argument("--num-cpus", type=int, default=None, help="CPUs of a head the sweep starts (default all)")
+    sw.add_argument("--cpus-per-trial", type=float, default=1.0)
+    sw.add_argument("--max-concurrent", type=int, default=0, help="trials at once (0: as resources allow)")
+    sw.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a head the sweep starts")
+    sw.add_argument("--out", default=None, help="sweep folder (default runs/sweeps/<time>)")
+    sw.add_argument("--resume", action="store_true", help="finish the sweep in --out after a crash or Ctrl-C")
+    sw.set_defaults(func=cmd_sweep)
+    tb = sub.add_parser("table", help="mean ± std, IQM and bootstrap intervals over seeds per config",
+                        description="One row per configuration (runs grouped by every config key that differs "
+                        "except the seed, or --by); each seed's score is the mean of the metric over its last K "
+                        "updates (--window last:K). Markdown on stdout, --csv FILE for a CSV.")
+    tb.add_argument("runs", nargs="+", help="run folders, or folders searched for them (a sweep folder)")
+    tb.add_argument("--metric", default="return", help="return (return_mean), win (win_rate), or a metrics.csv column")
+    tb.add_argument("--window", default="last:10", help="last:K updates per seed, final (last:1) or all")
+    tb.add_argument("--by", default=None, help="comma-separated config keys to group by (default: all that differ)")
+    tb.add_argument("--columns", default=None, help="a config key whose values become columns (e.g. task, env)")
+    tb.add_argument("--csv", default=None, help="also write the table as CSV to this file")
+    tb.add_argument("--digits", type=int, default=None, help="decimals (default: two significant digits)")
+    tb.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    tb.add_argument("--conf", type=float, default=0.95, help="confidence level of the bootstrap intervals")
+    tb.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    tb.add_argument("--mode", default="max", choices=("max", "min"), help="which cell of a column is best (bold)")
+    tb.set_defaults(func=cmd_table)
     return p
 
 

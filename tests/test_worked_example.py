@@ -14,8 +14,7 @@ import pytest
 
 # --- example: algos/dcppo.py ------------------------------------------------------------------------------
 from trustmarl.algos import ALGORITHMS, Algorithm
-from trustmarl.losses import masked_mean
-from trustmarl.seams.surrogates import ObjectiveInputs, clipped_flags, register_objective
+from trustmarl.seams.surrogates import ObjectiveInputs, clipped_flags, masked_share, register_objective
 from trustmarl.trust_region import clipped_surrogate
 
 
@@ -23,10 +22,12 @@ def dual_clip_objective(x: ObjectiveInputs, c: float = 3.0):
     """Dual-clip PPO (Ye et al. 2020, eq. 5): for Â < 0 the clipped surrogate is bounded below by c·Â,
     ``L = −E[M · max(min(rÂ, clip(r)Â), cÂ)]`` where Â < 0, PPO's surrogate elsewhere."""
     ratio = jnp.exp(x.logp - x.logp_old)
+    if x.inner is not None:  # a sequential order's clipped factor of the preceding agents (A2PO, B2MAPO)
+        ratio = ratio * x.inner
     ppo = clipped_surrogate(ratio, x.adv, x.low, x.high)
     surr = jnp.where(x.adv < 0, jnp.maximum(ppo, c * x.adv), ppo)
     clipped = clipped_flags(ratio, x.adv, x.low, x.high) | ((x.adv < 0) & (ratio * x.adv < c * x.adv))
-    return -masked_mean(x.factor * surr, x.mask), clipped
+    return -masked_share(x.factor * surr, x.mask, x.mask_all), clipped
 
 
 register_objective("dual_clip", dual_clip_objective)

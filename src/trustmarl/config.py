@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -54,7 +55,8 @@ class Config:
     global_state: str = _f("auto", "critic state per agent: auto (env default), agent_specific, env, concat_obs",
                            choices=("auto", "agent_specific", "env", "concat_obs"))
     # --- budget and rollout -------------------------------------------------------------------------------
-    seed: int = _f(0, "PRNG seed of the first run; seed i of num_seeds uses a key split from it", low=0)
+    seed: int = _f(0, "PRNG seed of the first run; seed i of num_seeds uses a key split from it", low=0,
+                   high=2**32 - 1)
     num_seeds: int = _f(1, "independent runs vmapped together in one jitted program", low=1)
     total_env_steps: int = _f(300_000, "environment steps (all agents of one env stepping once = 1)", low=1)
     num_envs: int = _f(16, "parallel environments per seed", low=1)
@@ -84,6 +86,27 @@ class Config:
     clip_kind: str = _f("symmetric", "ratio bound: symmetric [1-e, 1+e] or multiplicative [1/(1+e), 1+e] "
                         "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"), section="on_policy")
     no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)", section="on_policy")
+    update_order: str = _f("simultaneous", "update order (seam 4): simultaneous (MAPPO), random_permutation "
+                           "(HAPPO), semi_greedy (A2PO), batches (B2MAPO); the algorithm sets its own",
+                           choices=("simultaneous", "random_permutation", "semi_greedy", "batches"),
+                           section="on_policy")
+    preceding_factor: str = _f("outer", "sequential orders: how the preceding agents' ratio product enters: outer "
+                               "(HAPPO's weight M on the surrogate), clipped_inner (A2PO/B2MAPO's g inside the "
+                               "clipped ratio), none (factor 1)", choices=("outer", "clipped_inner", "none"),
+                               section="sequential")
+    preceding_clip: float = _f(0.5, "sequential orders: g clipped to 1 ± preceding_clip·ε (B2MAPO eq. 12: 1/2)",
+                               low=0, low_open=True, section="sequential")
+    clip_schedule_weight: float = _f(0.0, "sequential orders: ε_k = ε·((k/K)·w + 1 − w) for the k-th group "
+                                     "(A2PO: w = 0.5); 0 keeps ε", low=0, high=1, section="sequential")
+    trace_correction: bool = _f(False, "sequential orders: re-estimate advantages with truncated importance "
+                                "weights of the agents already updated (B2MAPO eq. 1, A2PO)", section="sequential")
+    trace_lambda_twice: bool = _f(False, "with trace_correction: λ twice per step as A2PO's code does (default: "
+                                  "once, as eq. 1)", section="sequential")
+    num_batches: int = _f(2, "batches order: groups of the random partition", low=1, section="sequential")
+    batch_partition: str = _f("random", "batches order: random (num_batches groups) or singletons",
+                              choices=("random", "singletons"), section="sequential")
+    batch_order: str = _f("score", "batches order: groups by descending mean |A/V| (score), A2PO's semi_greedy, "
+                          "or random", choices=("score", "semi_greedy", "random"), section="sequential")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")
     measure_at: str = _f("minibatch", "minibatch (default): from the loss's own forward passes, each state under "
                          "the policy just before its minibatch step (free; lags the epoch's end by at most one "
@@ -133,7 +156,12 @@ class Config:
             resolve_env(self.env)  # a registered name, or package.module:factory (imports the user's code)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        if not self.hidden or any((not isinstance(h, int)) or h < 1 for h in self.hidden):
+        if self.env == "smax":
+            from trustmarl.envs import list_smax_maps
+            maps = list_smax_maps()
+            if self.map not in maps:
+                raise ConfigError(f"map={self.map!r} is not a SMAX map; allowed: {', '.join(maps)}")
+        if not self.hidden or any((not isinstance(h, int)) or isinstance(h, bool) or h < 1 for h in self.hidden):
             raise ConfigError(f"hidden={self.hidden!r} must be one or more positive widths, e.g. hidden=64,64")
         if self.env_options:
             try:
@@ -179,6 +207,7 @@ class Config:
         from trustmarl.presets import preset_for
         merged: dict[str, Any] = {}
         if algo in ALGORITHMS:
+            merged["update_order"] = ALGORITHMS[algo].update_order
             merged.update(ALGORITHMS[algo].config_defaults)
         merged.update(preset_for(algo, env, user.get("map")))
         if "clip_eps" in user and "clip_alpha" not in user:
@@ -187,10 +216,12 @@ class Config:
         merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
         if algo in ALGORITHMS:
             family = ALGORITHMS[algo].family
+            sections = cls.sections_for(algo, merged.get("update_order", cls._field("update_order").default))
             for key in [*user, *merged]:  # the user's own words first, so the error names them
                 section = cls._field(key).metadata["section"]
-                if section not in FAMILY_SECTIONS[family]:
-                    raise ConfigError(f"{key}={merged[key]!r} is not read by algo={algo} (family {family}); "
+                if section not in sections:
+                    why = " with update_order=simultaneous" if section == "sequential" else f" (family {family})"
+                    raise ConfigError(f"{key}={merged[key]!r} is not read by algo={algo}{why}; "
                                       f"`trustmarl train --keys algo={algo}` lists its keys")
         return cls(**merged)
 
@@ -219,6 +250,16 @@ class Config:
         return Config.build({**self.to_dict(), **kw})
 
     @classmethod
+    def sections_for(cls, algo: str, update_order: str | None = None) -> tuple:
+        """Config sections ``algo`` reads: its family's, plus ``sequential`` when its update order (the given
+        one, else the algorithm's default) is not simultaneous."""
+        from trustmarl.algos import ALGORITHMS
+        a = ALGORITHMS[algo]
+        order = update_order or a.update_order
+        extra = ("sequential",) if a.family == "on_policy" and order != "simultaneous" else ()
+        return FAMILY_SECTIONS[a.family] + extra
+
+    @classmethod
     def keys_for(cls, algo: str | None = None) -> list:
         """The fields ``algo`` reads (its family's sections); every field when ``algo`` is None."""
         if algo is None:
@@ -226,7 +267,7 @@ class Config:
         from trustmarl.algos import ALGORITHMS
         if algo not in ALGORITHMS:
             raise ConfigError(f"algo={algo!r} is unknown; allowed: {', '.join(ALGORITHMS)}")
-        sections = FAMILY_SECTIONS[ALGORITHMS[algo].family]
+        sections = cls.sections_for(algo)
         return [f for f in fields(cls) if f.metadata["section"] in sections]
 
     @classmethod
@@ -294,6 +335,8 @@ def _check_field(f, value):
         ok = True
     if not ok:
         raise ConfigError(f"{f.name}={value!r} must be of type {t.__name__}")
+    if t is float and not math.isfinite(value):
+        raise ConfigError(f"{f.name}={value!r} must be a finite number")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{f.name}={value!r} is not one of {', '.join(map(str, meta['choices']))}")

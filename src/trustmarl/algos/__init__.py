@@ -1,9 +1,11 @@
 """Algorithm registry. Each algorithm is a declaration of its seam choices (see :mod:`.base`)."""
+from trustmarl.algos.a2po import A2PO
 from trustmarl.algos.base import Algorithm
+from trustmarl.algos.happo import HAPPO
 from trustmarl.algos.ippo import IPPO
 from trustmarl.algos.jrppo import JRPPO
 from trustmarl.algos.mappo import MAPPO
 
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (IPPO, MAPPO, JRPPO)}
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (IPPO, MAPPO, JRPPO, HAPPO, A2PO)}
 
 __all__ = ["Algorithm", "ALGORITHMS"]

@@ -13,26 +13,30 @@ import jax
 import jax.numpy as jnp
 
 from trustmarl.algos.base import Algorithm
-from trustmarl.losses import masked_mean
-from trustmarl.seams.surrogates import ObjectiveInputs, clipped_flags, register_objective
+from trustmarl.seams.surrogates import ObjectiveInputs, clipped_flags, masked_share, register_objective
 from trustmarl.trust_region import clipped_surrogate, joint_log_ratio
 
 
 def joint_objective(x: ObjectiveInputs) -> tuple[jax.Array, jax.Array]:
-    """Sun et al. eq. 7 / Algorithm 1, one term per joint step (env step) with any active agent::
+    """Sun et al. eq. 7 / Algorithm 1, one term per joint step (env step) with an agent in ``mask``::
 
-        r = exp(Σ_{i active} (log π̃_i − log π_i)),   L = −E_t[ M · min(r Â, clip(r, low, high) Â) ]
+        r = g · exp(Σ_{i in mask} (log π̃_i − log π_i)),   L = −E_t[ M · min(r Â, clip(r, low, high) Â) ]
 
-    ``M`` is the update order's factor taken from the first agent (a joint ratio is one number per step, so
-    a per-agent factor only makes sense when it is shared, e.g. 1 in the simultaneous order). The clip flag
-    is the joint step's, broadcast to every agent of the step.
+    The joint ratio runs over the agents being optimised (all active agents in the simultaneous order; a
+    batch's agents in a batch-by-batch order, whose preceding batches enter through ``g``). ``M`` and ``g``
+    are read from the first agent of each step (one number per joint step; 1 in the simultaneous order).
+    The mean is over steps with any agent in ``mask``, normalised by the steps with any active agent. The
+    clip flag is the step's, broadcast to its agents.
     """
     joint_lr = joint_log_ratio(x.logp, x.logp_old, x.mask)
     ratio = jnp.exp(joint_lr)
+    if x.inner is not None:
+        ratio = ratio * x.inner[..., 0]
     step_mask = jnp.any(x.mask, axis=-1)
+    step_all = step_mask if x.mask_all is None else jnp.any(x.mask_all, axis=-1)
     surr = x.factor[..., 0] * clipped_surrogate(ratio, x.adv_joint, x.low, x.high)
     clipped = clipped_flags(ratio, x.adv_joint, x.low, x.high)
-    return -masked_mean(surr, step_mask), jnp.broadcast_to(clipped[..., None], x.mask.shape)
+    return -masked_share(surr, step_mask, step_all), jnp.broadcast_to(clipped[..., None], x.mask.shape)
 
 
 register_objective("joint", joint_objective)

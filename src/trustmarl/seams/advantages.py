@@ -47,4 +47,35 @@ def team_advantage(adv: jax.Array, mask: jax.Array) -> jax.Array:
     return (adv * m).sum(-1) / jnp.maximum(m.sum(-1), 1.0)
 
 
+def trace_corrected_gae(deltas: jax.Array, episode_end: jax.Array, trace: jax.Array, gamma: float, lam: float,
+                        lambda_twice: bool = False) -> jax.Array:
+    """Off-policy-corrected advantage of a sequential update (B2MAPO eq. 1; A2PO's "GAE-trace")::
+
+        Â_t = δ_t + Σ_{n≥1} γ^n (Π_{j=1..n} λ · c_{t+j}) δ_{t+n},    c_t = min(1, ρ_t)
+
+    i.e. ``Â_t = δ_t + γ λ c_{t+1} (1 − end_t) Â_{t+1}``, where ``ρ_t`` is the joint ratio (current over
+    behaviour policy) of the agents already updated in this iteration and ``c`` its truncation (``trace``
+    holds ``c``). With nobody updated, ``c ≡ 1`` and this is GAE. ``lambda_twice``: A2PO's reference code
+    multiplies by ``(γλ)^{l−t}`` *and* by ``Π λ·min(ρ, 1)``, so λ enters twice per step
+    (``Â_t = δ_t + γ λ² c_{t+1} (1 − end_t) Â_{t+1}``); trustmarl follows eq. 1 by default and offers the
+    reference's reading as this option.
+
+    Args: ``deltas`` [T, ...] TD errors ``r + γ(1 − term)V' − V``; ``episode_end`` [T, ...] broadcastable;
+    ``trace`` [T, ...] broadcastable, the truncated weights ``c_t``. Returns ``Â`` [T, ...].
+    """
+    end = jnp.broadcast_to(episode_end, deltas.shape).astype(deltas.dtype)
+    c = jnp.broadcast_to(trace, deltas.shape).astype(deltas.dtype)
+    # the weight on Â_{t+1} uses c_{t+1}: shift the trace one step back (the last step has no successor)
+    c_next = jnp.concatenate([c[1:], jnp.ones_like(c[:1])], axis=0)
+    decay = gamma * lam * (lam if lambda_twice else 1.0)
+
+    def step(carry, x):
+        delta, e, cn = x
+        carry = delta + decay * cn * (1.0 - e) * carry
+        return carry, carry
+
+    _, adv = jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, end, c_next), reverse=True, unroll=16)
+    return adv
+
+
 ADVANTAGES: dict[str, Callable] = {"gae": gae}

@@ -17,7 +17,7 @@ Nothing in this file branches on the algorithm: the seams are looked up once in 
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,8 @@ from trustmarl.envs import AdapterState, Timestep
 from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribution, init_agents
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
-from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs
-from trustmarl.seams.update_orders import UPDATE_ORDERS, UpdatePieces
+from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
+from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces
 from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
 from trustmarl.trainers.protocol import MetricSpec
 
@@ -110,6 +110,15 @@ class Batch(NamedTuple):
     adv_joint: jax.Array  # [T',B'] centralised advantage (mean over active agents)
     actor_h: jax.Array  # [B',A,H] hidden at the start of the sequence
     critic_h: jax.Array
+    factor: Optional[jax.Array] = None  # [T',B',A] weight on the surrogate (update order; None: 1)
+    inner: Optional[jax.Array] = None  # [T',B',A] factor inside the clipped ratio (update order; None: 1)
+
+
+class TraceInputs(NamedTuple):
+    """What an update order needs to re-estimate advantages off-policy (B2MAPO eq. 1), ``[T, E, ...]``."""
+
+    deltas: jax.Array  # [T,E,A] TD errors r + γ(1 − term)V' − V (un-normalised values)
+    episode_end: jax.Array  # [T,E,1] termination or truncation at step t
 
 
 # Metrics of one update, by name: shape kind and meaning. "agent" = [A], "epoch" = [epochs, ...].
@@ -129,6 +138,10 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
     "entropy": MetricSpec("agent", "policy entropy"),
     "explained_variance": MetricSpec("agent", "1 − Var[target − V]/Var[target]"),
     "tr/*": MetricSpec("epoch", "trust-region measurements per epoch (trust_region.UpdateMeasures)"),
+    "preceding_factor_min": MetricSpec("scalar", "sequential orders: smallest product of the preceding agents' "
+                                       "ratios over the update's groups (1 for the first group)"),
+    "preceding_factor_mean": MetricSpec("scalar", "sequential orders: its mean over active steps and groups"),
+    "preceding_factor_max": MetricSpec("scalar", "sequential orders: its largest value"),
     "nonfinite": MetricSpec("scalar", "0, or the sum of NONFINITE_BITS of the kinds of values that were "
                             "NaN/inf in this update (1 env outputs, 2 losses, 4 gradients, 8 parameters)"),
 }
@@ -181,9 +194,32 @@ class OnPolicyTrainer:
         else:
             self.clip_low, self.clip_high = TR.clip_bounds(self.derived.clip_eps, c.clip_kind)
         self.value_clip = None if not c.value_clip else self.derived.value_clip_eps
-        self._update = UPDATE_ORDERS[self.algo.update_order](UpdatePieces(
+        options = SequentialOptions(
+            preceding_factor=c.preceding_factor, preceding_clip=c.preceding_clip,
+            clip_schedule_weight=c.clip_schedule_weight, trace_correction=c.trace_correction,
+            trace_lambda_twice=c.trace_lambda_twice, num_batches=c.num_batches, batch_partition=c.batch_partition,
+            batch_order=c.batch_order, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
+        self._update = UPDATE_ORDERS[c.update_order](UpdatePieces(
             actor_step=self.actor_step, critic_step=self.critic_step, minibatches=self.minibatches,
-            measure=self._epoch_measure, epochs=c.update_epochs, num_agents=A))
+            measure=self._epoch_measure, epochs=c.update_epochs, num_agents=A,
+            measure_now=(lambda lr, b: self.measure(lr.actor_params, b)) if c.measure_trust_region else None,
+            policy_logp=self.policy_logp,
+            mask=lambda b: self._mask(b.active), bounds=self._bounds, scores=self.agent_scores,
+            clip_eps=self.derived.clip_eps, options=options))
+
+    def _bounds(self, eps):
+        if self.config.no_clip:
+            return -jnp.inf, jnp.inf
+        return TR.clip_bounds(eps, self.config.clip_kind)
+
+    def agent_scores(self, learner: LearnerState, batch: Batch) -> jax.Array:
+        """A2PO's order score per agent, ``mean_t |Â_i / V_i|`` over active entries (un-normalised advantage
+        and value; ``|V|`` floored at 1e-6) → ``[A]``."""
+        v = L.denormalize(learner.value_norm, batch.value) if self.config.value_norm else batch.value
+        ratio = jnp.abs((batch.target - v) / jnp.maximum(jnp.abs(v), 1e-6))
+        m = self._mask(batch.active).astype(ratio.dtype)
+        axes = tuple(range(ratio.ndim - 1))
+        return (ratio * m).sum(axes) / jnp.maximum(m.sum(axes), 1.0)
 
     # -- inputs (seam 5) ----------------------------------------------------------------------------------
     def actor_input(self, obs: jax.Array) -> jax.Array:
@@ -296,7 +332,10 @@ class OnPolicyTrainer:
     # -- critic pass and advantages (seam 1) ----------------------------------------------------------------
     def evaluate(self, learner: LearnerState, runner_start: RunnerState, runner_end: RunnerState,
                  traj: Transition):
-        """Values of the rollout, bootstrap values and advantages. Returns (values, targets, advantages, critic_h)."""
+        """Values of the rollout, bootstrap values and advantages.
+
+        Returns ``(values, targets, advantages, critic_h, trace)``; ``trace`` (:class:`TraceInputs`) lets a
+        sequential update order re-estimate advantages off-policy."""
         c = self.config
         h_end, out = apply_agents(self.critic, learner.critic_params, runner_start.critic_h, traj.critic_in,
                                   traj.reset, traj.final_critic_in)
@@ -316,22 +355,32 @@ class OnPolicyTrainer:
         next_v = jnp.where(ended, denorm(final_values), following)
         adv, targets = self.advantage(traj.reward, v, next_v, traj.terminated[..., None], ended, c.gamma,
                                       c.gae_lambda)
-        return values, targets, adv, h_end
+        trace = TraceInputs(traj.reward + c.gamma * (1.0 - traj.terminated[..., None]) * next_v - v, ended)
+        return values, targets, adv, h_end, trace
 
     # -- losses (seams 2 and 3) ---------------------------------------------------------------------------
     def _mask(self, active):
         return active if self.config.use_active_masks else jnp.ones_like(active)
 
-    def actor_loss(self, params, b: Batch, factor: jax.Array):
+    def actor_loss(self, params, b: Batch, agents: Optional[jax.Array] = None, bounds=None):
         """The chosen policy objective (ratio and surrogate seams) minus the entropy bonus; returns
-        ``(loss, per-agent diagnostics)``. ``factor`` ``[T', B', A]`` weights each sample's surrogate."""
+        ``(loss, per-agent diagnostics)``.
+
+        ``agents`` [A] bool: whose entries are optimised (all when None); a group's loss is its share of the
+        full mean, normalised by every active entry. ``b.factor`` / ``b.inner``: the update order's factors
+        (1 when None). ``bounds``: ``(low, high)`` clip bounds overriding the configured ones (per-position
+        clip schedules).
+        """
         c = self.config
         _, out = apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset, b.avail)
         logp, entropy = self.logp_entropy(out, b.action)
         mask = self._mask(b.active)
-        pg_loss, clipped = self.objective(ObjectiveInputs(logp, b.logp, b.adv, b.adv_joint, mask, factor,
-                                                          self.clip_low, self.clip_high))
-        ent = L.masked_mean(entropy, mask)
+        opt_mask = mask if agents is None else mask & agents
+        low, high = (self.clip_low, self.clip_high) if bounds is None else bounds
+        factor = jnp.ones_like(b.adv) if b.factor is None else b.factor
+        pg_loss, clipped = self.objective(ObjectiveInputs(logp, b.logp, b.adv, b.adv_joint, opt_mask, factor,
+                                                          low, high, b.inner, mask))
+        ent = masked_share(entropy, opt_mask, mask)
         loss = pg_loss - c.ent_coef * ent
         log_ratio = TR.independent_log_ratio(logp, b.logp)
         metrics = jax.lax.stop_gradient(self._actor_diagnostics(log_ratio, clipped, entropy, mask))
@@ -339,6 +388,11 @@ class OnPolicyTrainer:
         if c.measure_trust_region and c.measure_at == "minibatch":
             metrics["tr"] = self._measure_outputs(b, jax.lax.stop_gradient(out), jax.lax.stop_gradient(logp))
         return loss, metrics
+
+    def policy_logp(self, actor_params, batch: Batch) -> jax.Array:
+        """Log-probs ``[T, B, A]`` of the batch's actions under ``actor_params`` (one pass over the batch)."""
+        _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
+        return self.logp_entropy(out, batch.action)[0]
 
     def logp_entropy(self, out, action):
         """Log-prob of ``action`` and entropy from actor outputs; for categoricals from one log-softmax."""
@@ -378,9 +432,10 @@ class OnPolicyTrainer:
                       "explained_variance": jax.lax.stop_gradient(ev)}
 
     # -- the pieces an update order uses (seam 4) -----------------------------------------------------------
-    def actor_step(self, learner: LearnerState, b: Batch, factor: jax.Array, agents: jax.Array):
-        """One policy gradient step on minibatch ``b``; only the agents selected by ``agents`` [A] move."""
-        (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, factor)
+    def actor_step(self, learner: LearnerState, b: Batch, agents: jax.Array, bounds=None):
+        """One policy gradient step on minibatch ``b`` (its ``factor``/``inner`` set by the update order); only
+        the agents selected by ``agents`` [A] are optimised, and with per-agent stacks only they move."""
+        (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, agents, bounds)
         m["grads_finite"] = _all_finite(g)
         params, opt = self.actor_opt.step(learner.actor_params, learner.actor_opt, g, learner.updates, agents)
         return learner._replace(actor_params=params, actor_opt=opt), m
@@ -419,7 +474,8 @@ class OnPolicyTrainer:
                 shape = x.shape[:env_axis] + (M, c.num_envs // M) + x.shape[env_axis + 1:]
                 return jnp.moveaxis(x.reshape(shape), env_axis, 0)
 
-            seq = {f: split(getattr(batch, f), 1) for f in Batch._fields if f not in ("actor_h", "critic_h")}
+            seq = {f: split(getattr(batch, f), 1) for f in Batch._fields
+                   if f not in ("actor_h", "critic_h") and getattr(batch, f) is not None}
             return Batch(**seq, actor_h=split(batch.actor_h, 0), critic_h=split(batch.critic_h, 0))
         n = c.num_envs * c.rollout_length
         perm = jax.random.permutation(key, n)
@@ -429,7 +485,8 @@ class OnPolicyTrainer:
             x = jnp.take(x, perm, axis=0)
             return x.reshape((M, 1, n // M) + x.shape[1:])
 
-        seq = {f: split(getattr(batch, f)) for f in Batch._fields if f not in ("actor_h", "critic_h")}
+        seq = {f: split(getattr(batch, f)) for f in Batch._fields
+               if f not in ("actor_h", "critic_h") and getattr(batch, f) is not None}
         h = jnp.zeros((M, n // M, self.num_agents, self.hidden_size))
         return Batch(**seq, actor_h=h, critic_h=h)
 
@@ -472,9 +529,9 @@ class OnPolicyTrainer:
         reset flags and last timestep are read), so a rollout collected on the host goes through the very
         same learning step. Returns ``(learner, critic_h, metrics)``.
         """
-        values, targets, adv, critic_h = self.evaluate(learner, start, end, traj)
+        values, targets, adv, critic_h, trace = self.evaluate(learner, start, end, traj)
         batch = self.make_batch(traj, values, targets, adv, start)
-        learner, (mb_metrics, tr) = self._update(learner, batch, rng)
+        learner, (mb_metrics, tr) = self._update(learner, batch, rng, trace)
         learner = learner._replace(updates=learner.updates + 1)
         metrics = self._summarise(traj, mb_metrics, tr)
         metrics["nonfinite"] = nonfinite_flags(traj, mb_metrics, learner)
@@ -504,9 +561,9 @@ class OnPolicyTrainer:
             if k.endswith("grads_finite"):
                 continue  # folded into the "nonfinite" flags
             v = flat(v)
-            if k == "ratio_min":
+            if k.endswith("_min"):
                 out[k] = v.min(0)
-            elif k == "ratio_max":
+            elif k.endswith("_max"):
                 out[k] = v.max(0)
             else:
                 out[k] = jnp.nanmean(v, 0)

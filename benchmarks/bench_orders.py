@@ -1,0 +1,98 @@
+"""Training time per update and decision time per step of the update orders (Tables 1–2 of Zhang et al. 2024).
+
+For each SMAX map and each of MAPPO (simultaneous), HAPPO (random permutation), A2PO (semi-greedy, agent by
+agent) and the batch-by-batch order (``update_order=batches``, ``num_batches`` groups): the wall time of one
+jitted update (rollout + learning; compile excluded, median of ``--repeats`` timed chunks) and of one
+decentralised decision step (``trainer.act`` for every agent of ``--envs`` envs, jitted, median). Printed as
+two tables with the ratio to A2PO, as the paper reports them.
+
+In trustmarl every order trains the same decentralised policy network (MAPPO's), so decision times should
+not differ by algorithm; the paper's A2PO network conditions on preceding agents' actions, which is where its
+Table 2 gap comes from. Training time is what the orders change: A2PO and HAPPO run the PPO epochs once per
+agent, the batch order once per batch.
+
+usage: python benchmarks/bench_orders.py [--maps 2s3z,3s5z,8m_vs_9m,27m_vs_30m] [--num-batches 3]
+                                         [--envs 32] [--rollout 64] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax
+import jax.numpy as jnp
+
+from trustmarl.config import Config
+from trustmarl.trainers import make_train
+
+ORDERS = {
+    "MAPPO": dict(algo="mappo"),
+    "HAPPO": dict(algo="happo", share_params=True),
+    "A2PO": dict(algo="a2po"),
+    "batches": dict(algo="a2po", update_order="batches", batch_order="score", clip_schedule_weight=0.0),
+}
+
+
+def _timed(fn, *args, repeats: int):
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def measure(map_name: str, kw: dict, args) -> tuple[float, float, int]:
+    cfg = Config.build({"env": "smax", "map": map_name, "network": "gru", "hidden": (64,), "num_envs": args.envs,
+                        "rollout_length": args.rollout, "update_epochs": 2, "num_minibatches": 2,
+                        "total_env_steps": args.envs * args.rollout * 10, "measure_trust_region": False,
+                        "progress": False, **({"num_batches": args.num_batches} if kw.get("update_order") ==
+                                              "batches" else {}), **kw})
+    trainer = make_train(cfg)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    update = jax.jit(lambda s: trainer.run_chunk(s, 1))
+    train_s = _timed(update, state, repeats=args.repeats)
+    ts = state.runner.timestep
+    act = jax.jit(lambda p, h, o, a, r, n: trainer.act(p, h, o, a, r, n).action)
+    noise = trainer.draw_noise(jax.random.PRNGKey(1), (args.envs,))
+    decide_s = _timed(act, state.learner.actor_params, state.runner.actor_h, ts.obs, ts.avail,
+                      jnp.ones((args.envs,), bool), noise, repeats=args.repeats * 20)
+    return train_s, decide_s, trainer.num_agents
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--maps", default="2s3z,3s5z,8m_vs_9m,27m_vs_30m")
+    p.add_argument("--num-batches", type=int, default=3)
+    p.add_argument("--envs", type=int, default=32)
+    p.add_argument("--rollout", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    maps = args.maps.split(",")
+    train, decide, agents = {}, {}, {}
+    for m in maps:
+        for name, kw in ORDERS.items():
+            t, d, n = measure(m, kw, args)
+            train[(name, m)], decide[(name, m)], agents[m] = t, d, n
+            print(f"  {m:<12} {name:<8} train {t * 1e3:9.1f} ms/update   decide {d * 1e6:8.1f} µs/step", flush=True)
+    for title, table, unit, scale in (("Training time per update", train, "s", 1.0),
+                                      ("Decision time per step", decide, "ms", 1e3)):
+        print(f"\n{title} ({unit}); last column: mean over maps relative to A2PO")
+        print("| algorithm | " + " | ".join(f"{m} ({agents[m]} agents)" for m in maps) + " | vs A2PO |")
+        print("|---" * (len(maps) + 2) + "|")
+        base = statistics.mean(table[("A2PO", m)] for m in maps)
+        for name in ORDERS:
+            mean = statistics.mean(table[(name, m)] for m in maps)
+            print(f"| {name} | " + " | ".join(f"{table[(name, m)] * scale:.4g}" for m in maps)
+                  + f" | {mean / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

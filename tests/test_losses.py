@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from trustmarl import losses as L
+from trustmarl.seams.advantages import gae
 
 both = pytest.mark.parametrize("jit", [False, True], ids=["nojit", "jit"])
 
@@ -32,7 +33,7 @@ def test_gae_matches_hand_loop_with_truncation_and_termination(jit):
     nv = np.array([0.2, 0.1, 7.0, 0.5, 0.9, 0.8], np.float32)
     term = np.array([0, 0, 1, 0, 0, 0], np.float32)
     end = np.array([0, 0, 1, 0, 1, 0], np.float32)
-    adv, ret = _maybe(lambda *a: L.gae(*a, 0.9, 0.8), jit)(r, v, nv, term, end)
+    adv, ret = _maybe(lambda *a: gae(*a, 0.9, 0.8), jit)(r, v, nv, term, end)
     expected = gae_loop(r, v, nv, term, end, 0.9, 0.8)
     np.testing.assert_allclose(adv, expected, rtol=1e-6)
     np.testing.assert_allclose(ret, expected + v, rtol=1e-6)
@@ -47,7 +48,7 @@ def test_gae_batched_over_env_and_agent_axes():
     key = jax.random.PRNGKey(0)
     r, v, nv = (jax.random.normal(k, (5, 3, 2)) for k in jax.random.split(key, 3))
     end = jnp.array([0, 1, 0, 0, 1], bool)[:, None, None] & jnp.ones((5, 3, 1), bool)
-    adv, _ = L.gae(r, v, nv, jnp.zeros_like(end), end, 0.99, 0.95)
+    adv, _ = gae(r, v, nv, jnp.zeros_like(end), end, 0.99, 0.95)
     for e in range(3):
         for a in range(2):
             exp = gae_loop(np.asarray(r[:, e, a]), np.asarray(v[:, e, a]), np.asarray(nv[:, e, a]),

@@ -1,4 +1,6 @@
-"""Advantage estimation and critic losses: small pure functions, written for one sequence / one entry.
+"""Critic losses, value normalisation and masked statistics: small pure functions, written for one entry.
+
+(The advantage estimators are the advantage seam, :mod:`trustmarl.seams.advantages`.)
 
 Shapes follow the trainer's layout ``[T, E, A]``; every function here is elementwise over the trailing
 axes, so batch axes come for free.
@@ -10,36 +12,6 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-
-
-def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array,
-        episode_end: jax.Array, gamma: float, lam: float) -> tuple[jax.Array, jax.Array]:
-    """Generalised advantage estimation (Schulman et al. 2016, eq. 16) with truncation-aware bootstrapping.
-
-    For t = T-1 … 0::
-
-        δ_t = r_t + γ · (1 − term_t) · V'_t − V_t
-        Â_t = δ_t + γλ · (1 − end_t) · Â_{t+1},      Â_T = 0
-
-    ``V'_t`` is the value of the state reached by step t: ``V_{t+1}`` inside an episode, the value of the
-    pre-reset final state at a time-limit truncation; it is multiplied out at a termination.
-    ``end_t`` (termination or truncation) stops the recursion at episode boundaries.
-
-    Args: ``rewards, values, next_values`` [T, ...]; ``terminated, episode_end`` [T, ...] (broadcastable).
-    Returns ``(advantages, returns)`` with ``returns = advantages + values`` (the λ-return).
-    """
-    chex.assert_equal_shape([rewards, values, next_values])
-    term = jnp.broadcast_to(terminated, rewards.shape).astype(rewards.dtype)
-    end = jnp.broadcast_to(episode_end, rewards.shape).astype(rewards.dtype)
-    deltas = rewards + gamma * (1.0 - term) * next_values - values
-
-    def step(carry, x):
-        delta, e = x
-        carry = delta + gamma * lam * (1.0 - e) * carry
-        return carry, carry
-
-    _, adv = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (deltas, end), reverse=True, unroll=16)
-    return adv, adv + values
 
 
 def huber(error: jax.Array, delta: float) -> jax.Array:

@@ -1,12 +1,13 @@
 """``trustmarl`` command line.
 
     trustmarl train [algo=<name>] [env=<name>] [key=value ...]   train (default: MAPPO on MPE simple_spread)
-    trustmarl resume RUN_DIR                                     continue an interrupted run
+    trustmarl resume RUN_DIR [key=value ...]                     continue an interrupted run (optionally changed)
     trustmarl eval RUN_DIR [--episodes K] [--sampled]            return / win rate from the last checkpoint
     trustmarl render RUN_DIR [--out FILE.gif] [--sampled]        GIF of one episode (MPE, SMAX)
     trustmarl list                                               algorithms, envs, SMAX maps
     trustmarl plot FIGURE RUN_DIR... [--out FILE.png]            trust-region figures (Sun et al.)
     trustmarl reproduce NAME [--budget F] [--seeds N] [--set key=value ...]   a paper figure, end to end
+    trustmarl check-env ENV [--options JSON]                     check a user env against the env contract
     trustmarl sweep key=v1,v2 key=loguniform:a,b ... [--samples N] [--scheduler asha] [--out DIR] [--resume]
                                                                  grid/random search on Ray Tune (sweep extra)
     trustmarl table RUNS... [--metric return] [--window last:10] [--csv FILE]   mean ± std, IQM, bootstrap CIs
@@ -21,10 +22,38 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Exit codes (docs/reliability.md): 0 done, 1 check-env found problems (or an unexpected error, with its
+# traceback), 2 bad input (one line), 3 stall (runtime.watchdog), 4 non-finite values, 5 a checkpoint could not
+# be written, 6 a host-path env worker failed, 130/143 stopped by SIGINT/SIGTERM after a checkpoint.
+
+
+def _one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
 
 def _fail(msg: str) -> int:
-    print(f"trustmarl: error: {msg}", file=sys.stderr)
+    print(f"trustmarl: error: {_one_line(msg)}", file=sys.stderr)
     return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``trustmarl: error: ...``, exit code 2) instead of usage + error."""
+
+    def error(self, message):
+        print(f"trustmarl: error: {_one_line(message)} (`{self.prog} --help` shows the usage)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _words(words: list[str]) -> dict:
+    """``key=value`` words -> dict (one-line ConfigError for a word without '=')."""
+    from trustmarl.config import ConfigError
+    out = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"argument {word!r} is not key=value")
+        out[key.strip()] = value
+    return out
 
 
 def cmd_train(args) -> int:
@@ -66,7 +95,7 @@ def cmd_resume(args) -> int:
     from trustmarl import runtime
     from trustmarl.config import ConfigError
     try:
-        config = runtime.load_config(Path(args.run_dir))
+        config = runtime.load_config(Path(args.run_dir), _words(args.overrides))
         summary = runtime.train(config, run_dir=Path(args.run_dir), resume=True)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         return _fail(str(err))
@@ -111,6 +140,8 @@ def cmd_eval(args) -> int:
     from trustmarl import evaluation
     if args.episodes < 1:
         return _fail(f"--episodes={args.episodes} must be >= 1")
+    if args.seed < 0:
+        return _fail(f"--seed={args.seed} must be >= 0")
     try:
         host = _is_host(_run_config(args.run_dir))
         driver, params = _load_policy(Path(args.run_dir), args.seed_index,
@@ -180,12 +211,34 @@ def cmd_plot(args) -> int:
     if args.figure not in figures:
         return _fail(f"figure {args.figure!r} is unknown; allowed: {', '.join(figures)}")
     try:
+        for run in args.runs:
+            _check_run_folder(Path(run))
         options = _plot_options(figures[args.figure], args.set)
         out = figures[args.figure](args.runs, args.out or f"{args.figure}.png", **options)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
+    except (KeyError, IndexError, TypeError) as err:  # a run folder whose logs are not what training writes
+        return _fail(f"figure {args.figure!r} cannot be drawn from {', '.join(args.runs)}: {type(err).__name__}: "
+                     f"{err}; allowed: run folders written by `trustmarl train` (metrics.csv, trust_region.csv)")
     print(f"wrote {out}")
     return 0
+
+
+def _check_run_folder(run: Path):
+    """A plot input must be a folder with a readable metrics.csv (or a folder of such folders)."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"run folder {str(run)!r} does not exist; allowed: folders written by `trustmarl train`")
+    csvs = [run / "metrics.csv"] if (run / "metrics.csv").exists() else list(run.glob("*/metrics.csv"))
+    if not csvs:
+        raise FileNotFoundError(f"{run} holds no metrics.csv; allowed: run folders written by `trustmarl train`")
+    for path in csvs:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                header = fh.readline()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a CSV text file") from None
+        if "update" not in header.split(","):
+            raise ValueError(f"{path} is not a trustmarl metrics.csv (no 'update' column in its header)")
 
 
 def _plot_options(func, words: list[str]) -> dict:
@@ -212,6 +265,10 @@ def cmd_reproduce(args) -> int:
         for e in reproduce.EXPERIMENTS.values():
             print(f"  {e.name:<14} {e.doc}")
         return 0
+    if not (args.budget > 0 and args.budget == args.budget and args.budget != float("inf")):
+        return _fail(f"--budget={args.budget} must be a fraction of the paper's env steps > 0 (e.g. 0.01)")
+    if args.seeds < 1:
+        return _fail(f"--seeds={args.seeds} must be >= 1")
     try:
         overrides = _parse_sets(args.set)
         png = reproduce.reproduce(args.name, args.out, args.budget, args.seeds, overrides)
@@ -315,7 +372,7 @@ def cmd_check_env(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trustmarl", description="Cooperative MARL with trust regions, in JAX.")
+    p = _Parser(prog="trustmarl", description="Cooperative MARL with trust regions, in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (key=value overrides; --keys lists them)")
     t.add_argument("overrides", nargs="*", help="key=value")
@@ -324,7 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     r = sub.add_parser("resume", help="resume an interrupted run from its last checkpoint")
     r.add_argument("run_dir")
+    r.add_argument("overrides", nargs="*", help="key=value changes (e.g. lr=1e-4 after a non-finite stop)")
     r.set_defaults(func=cmd_resume)
+    ce = sub.add_parser("check-env", help="check an env (name or package.module:factory) against the env contract")
+    ce.add_argument("env")
+    ce.add_argument("--options", default="", help="the env's options as a JSON object")
+    ce.add_argument("--seed", type=int, default=0)
+    ce.set_defaults(func=cmd_check_env)
     for name, func, extra in (("eval", cmd_eval, True), ("render", cmd_render, False)):
         e = sub.add_parser(name, help=f"{name} a trained policy")
         e.add_argument("run_dir")
@@ -395,10 +458,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_code(err: BaseException) -> int | None:
+    """The exit code of an error the user can act on (one line, no traceback); None: a bug, re-raised."""
+    code = getattr(err, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(err, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        return 2
+    if isinstance(err, OSError):
+        return 5
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("trustmarl: aborted (interrupted again while stopping; the last checkpoint is intact)", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - known failures as one line; anything else keeps its traceback
+        code = _exit_code(err)
+        if code is None:
+            raise
+        from trustmarl.runtime.errors import RunInterrupted
+        kind = "" if isinstance(err, RunInterrupted) else "error: "
+        print(f"trustmarl: {kind}{_one_line(err)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -56,16 +56,25 @@ Global state per agent (``global_state``), death-masked (zeros except the one-ho
 * ``"env"`` ``s_i = [w, onehot(i)]`` and ``"agent_specific"`` ``s_i = [o_i, w, onehot(i)]`` with
   ``w = env.state()`` flattened (only for envs implementing ``ParallelEnv.state``).
 
+Failures (docs/reliability.md): a worker whose env raises, returns malformed data (checked in the worker:
+an observation of the wrong size or not numeric, a missing observation of a live agent, a reward that is not
+a number, an action mask of the wrong length), dies, or does not answer within ``timeout`` seconds ends the
+call with one :class:`HostEnvError` naming the worker and the cause, after every worker process has been
+stopped. Workers ignore SIGINT, so Ctrl-C reaches only the parent (the run loop stops cleanly there).
 """
 from __future__ import annotations
 
 # Only numpy/gymnasium at module level: worker processes import this module to unpickle their env
 # constructor, and keeping JAX out of them saves a second of start-up per worker.
+import contextlib
 import dataclasses
 import functools
 import json
 import math
+import multiprocessing
+import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -74,6 +83,16 @@ import numpy as np
 from gymnasium import spaces
 
 HOST_GLOBAL_STATE_KINDS = ("concat_obs", "env", "agent_specific")
+
+
+class HostEnvError(RuntimeError):
+    """A host-path env worker crashed, hung or returned malformed data; every worker has been stopped."""
+
+    exit_code = 6
+
+
+class MalformedEnvData(ValueError):
+    """Raised in a worker when the ParallelEnv returns data that does not fit its declared spaces."""
 _EP_FIELDS = 6  # episode_return, episode_length, returned_return, returned_length, returned_won, done
 
 
@@ -211,20 +230,39 @@ class AgentStackEnv(gymnasium.Env):
         out = np.zeros((A, O), np.float32)
         avail = self._pad_avail.copy()
         active = np.zeros(A, np.int8)
+        if not isinstance(obs, Mapping):
+            raise MalformedEnvData(f"observations must be a dict keyed by agent, not {type(obs).__name__}")
+        infos = infos if isinstance(infos, Mapping) else {}
         for i, a in enumerate(lay.agents):
             if a not in obs:
+                if a in alive:
+                    raise MalformedEnvData(f"no observation for live agent {a!r}")
                 continue
             o = obs[a]
             mask = None
             if isinstance(o, dict):
                 mask = o.get("action_mask")
-                o = o["observation"]
-            o = np.asarray(o, np.float32).reshape(-1)
+                o = o.get("observation")
+            try:
+                o = np.asarray(o, np.float32).reshape(-1)
+            except (TypeError, ValueError) as err:
+                raise MalformedEnvData(f"observation of agent {a!r} is not numeric ({type(o).__name__}: "
+                                       f"{' '.join(str(err).split())})") from None
+            if o.shape[0] != lay.obs_dims[i]:
+                raise MalformedEnvData(f"observation of agent {a!r} has {o.shape[0]} values; its observation_space "
+                                       f"declares {lay.obs_dims[i]}")
             out[i, : o.shape[0]] = o
             info = infos.get(a) or {}
             mask = info.get("action_mask", mask) if isinstance(info, dict) else mask
             if mask is not None and lay.discrete:
-                avail[i, : lay.action_dims[i]] &= np.asarray(mask, np.int8).reshape(-1)
+                try:
+                    m = np.asarray(mask, np.int8).reshape(-1)
+                except (TypeError, ValueError):
+                    m = np.zeros(0, np.int8)
+                if m.shape[0] != lay.action_dims[i]:
+                    raise MalformedEnvData(f"action mask of agent {a!r} has {m.shape[0]} entries; its action space "
+                                           f"has {lay.action_dims[i]} actions")
+                avail[i, : lay.action_dims[i]] &= m
             active[i] = a in alive
         # Inactive agents keep zero observations (the agent is not there) but a valid action row, so that
         # the policy's logits stay finite; their actions are never sent to the env.
@@ -268,9 +306,19 @@ class AgentStackEnv(gymnasium.Env):
         lay = self.layout
         before = list(self._alive)
         acts = {a: self._env_action(i, action) for i, a in enumerate(lay.agents) if a in before}
-        obs, rew, term, trunc, infos = self.penv.step(acts)
+        out = self.penv.step(acts)
+        if not (isinstance(out, tuple) and len(out) == 5):
+            raise MalformedEnvData(f"step must return (observations, rewards, terminations, truncations, infos), "
+                                   f"not {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, tuple) else ""))
+        obs, rew, term, trunc, infos = out
         infos = infos or {}
-        reward = np.array([float(rew.get(a, 0.0)) for a in lay.agents], np.float32)
+        for name, d in (("rewards", rew), ("terminations", term), ("truncations", trunc)):
+            if not isinstance(d, Mapping):
+                raise MalformedEnvData(f"{name} must be a dict keyed by agent, not {type(d).__name__}")
+        try:
+            reward = np.array([float(rew.get(a, 0.0)) for a in lay.agents], np.float32)
+        except (TypeError, ValueError) as err:
+            raise MalformedEnvData(f"a reward is not a number ({' '.join(str(err).split())})") from None
         term_b = {a: bool(term.get(a, False)) for a in before}
         trunc_b = {a: bool(trunc.get(a, False)) for a in before}
         ep = self._ep
@@ -317,7 +365,22 @@ class AgentStackEnv(gymnasium.Env):
 
 
 def _make_stack_env(make_env_fn, layout):
+    if multiprocessing.parent_process() is not None:
+        # In a worker: Ctrl-C (SIGINT to the whole process group) is the parent's to handle; a worker that
+        # died of it would turn a clean stop into an env failure.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return AgentStackEnv(make_env_fn, layout)
+
+
+@contextlib.contextmanager
+def _quiet_gymnasium():
+    """gymnasium logs a worker's traceback before re-raising it; :class:`HostEnvError` reports it in one line."""
+    level = gymnasium.logger.min_level
+    gymnasium.logger.min_level = gymnasium.logger.ERROR + 10
+    try:
+        yield
+    finally:
+        gymnasium.logger.min_level = level
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,6 +404,8 @@ class HostVectorEnv:
       context: multiprocessing start method. ``"spawn"`` (default) starts workers from a fresh interpreter:
         forking a process that runs JAX's thread pools can deadlock (JAX warns on ``os.fork``). Scripts
         therefore need the usual ``if __name__ == "__main__":`` guard.
+      timeout: seconds one ``reset``/``step`` of the workers may take (None: no limit); past it, or when a
+        worker dies or fails, every worker is stopped and :class:`HostEnvError` is raised.
 
     Attributes: ``spec`` (:class:`~trustmarl.envs.core.EnvSpec`), ``num_envs``, ``compute_state`` (the
     trainer switches it off when its critic reads local observations; ``state`` is then ``[E, A, 0]``).
@@ -348,7 +413,7 @@ class HostVectorEnv:
 
     def __init__(self, make_env_fn: Callable[[], Any], num_envs: int, global_state: str = "concat_obs",
                  seed: int = 0, async_: bool = True, episode_limit: Optional[int] = None,
-                 context: Optional[str] = "spawn"):
+                 context: Optional[str] = "spawn", timeout: Optional[float] = None):
         from trustmarl.envs.core import EnvSpec
         if not callable(make_env_fn):
             raise ValueError(f"make_env_fn={make_env_fn!r} must be a zero-argument callable returning a ParallelEnv")
@@ -358,6 +423,10 @@ class HostVectorEnv:
             raise ValueError(f"global_state={global_state!r} is not one of {HOST_GLOBAL_STATE_KINDS}")
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed={seed!r} must be an integer >= 0")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout={timeout!r} must be a number of seconds > 0, or None")
+        self.timeout = None if timeout is None else float(timeout)
+        self.closed = True  # until the workers exist
         self.num_envs = int(num_envs)
         self.global_state_kind = global_state
         self.seed = int(seed)
@@ -382,6 +451,7 @@ class HostVectorEnv:
                             action_low=float(low), action_high=float(high))
         self.compute_state = True
         fns = [functools.partial(_make_stack_env, make_env_fn, lay) for _ in range(self.num_envs)]
+        self.async_ = bool(async_)
         if async_:
             self.vec = gymnasium.vector.AsyncVectorEnv(fns, shared_memory=True, copy=True, context=context)
         else:
@@ -424,9 +494,47 @@ class HostVectorEnv:
                         episode=episode)
 
     # -- API ----------------------------------------------------------------------------------------------
+    def _guarded(self, what: str, start: Callable, wait: Callable):
+        """Run one worker call (``start()`` then ``wait(timeout)``); any failure stops every worker and
+        becomes one :class:`HostEnvError` line."""
+        if self.closed:
+            raise HostEnvError(f"host env {self.layout.name!r}: {what} after the workers were stopped")
+        try:
+            with _quiet_gymnasium():
+                start()
+                return wait(self.timeout)
+        except multiprocessing.TimeoutError:
+            msg = (f"a worker did not answer within {self.timeout:g} s during {what} (a hung env?); raise "
+                   f"stall_timeout if the env is just slow")
+        except (EOFError, BrokenPipeError, ConnectionResetError) as err:
+            dead = self._dead_workers()
+            msg = (f"worker process {', '.join(dead) or '?'} died during {what} "
+                   f"({type(err).__name__}: the env crashed the process)")
+        except Exception as err:  # noqa: BLE001 - the worker's own exception, re-raised by gymnasium
+            kind = "returned malformed data" if isinstance(err, MalformedEnvData) else "raised"
+            msg = f"a worker's env {kind} during {what}: {type(err).__name__}: {' '.join(str(err).split())}"
+        self.terminate()
+        raise HostEnvError(f"host env {self.layout.name!r}: {msg}; all {self.num_envs} worker(s) were stopped")
+
+    def _dead_workers(self) -> list[str]:
+        out = []
+        for i, p in enumerate(getattr(self.vec, "processes", [])):
+            p.join(timeout=1.0)
+            if not p.is_alive():
+                out.append(f"{i} (exit code {p.exitcode})")
+        return out
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (empty in-process)."""
+        return [p.pid for p in getattr(self.vec, "processes", [])]
+
     def reset(self, seed: Optional[int] = None):
         """Start every env's first episode (env ``i`` seeded ``seed + i``); returns a Timestep ``[E, A, ...]``."""
-        d, _ = self.vec.reset(seed=self.seed if seed is None else int(seed))
+        seed = self.seed if seed is None else int(seed)
+        if self.async_:
+            d, _ = self._guarded("reset", lambda: self.vec.reset_async(seed=seed), self.vec.reset_wait)
+        else:
+            d, _ = self._guarded("reset", lambda: None, lambda _t: self.vec.reset(seed=seed))
         return self._timestep(d)
 
     def step(self, actions) -> Any:
@@ -437,7 +545,10 @@ class HostVectorEnv:
         if actions.shape != want:
             raise ValueError(f"actions of shape {actions.shape} do not fit; expected {want}")
         actions = actions.astype(np.int64 if self.spec.discrete else np.float32)
-        d, _, _, _, _ = self.vec.step(actions)
+        if self.async_:
+            d = self._guarded("step", lambda: self.vec.step_async(actions), self.vec.step_wait)[0]
+        else:
+            d = self._guarded("step", lambda: None, lambda _t: self.vec.step(actions))[0]
         return self._timestep(d)
 
     def random_actions(self, rng: np.random.Generator, avail: np.ndarray) -> np.ndarray:
@@ -448,10 +559,54 @@ class HostVectorEnv:
         return rng.uniform(self.spec.action_low, self.spec.action_high,
                            (self.num_envs, self.spec.num_agents, self.spec.num_actions)).astype(np.float32)
 
+    def terminate(self):
+        """Stop every worker at once (SIGTERM, then SIGKILL) and wait for them; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.async_:
+            try:
+                self.vec.close()
+            except Exception:  # noqa: BLE001 - the env already failed
+                pass
+            return
+        for p in self.vec.processes:
+            if p.is_alive():
+                p.terminate()
+        for pipe in self.vec.parent_pipes:
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        self._reap()
+        # gymnasium's own close (also run by its __del__) would wait on the dead pipes again and warn
+        self.vec.closed = True
+
+    def _reap(self):
+        for p in getattr(self.vec, "processes", []):
+            if p.is_alive():
+                p.join(timeout=2.0)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5.0)
+
     def close(self):
-        if not self.closed:
-            self.vec.close()
-            self.closed = True
+        """Close the envs (each worker closes its env and exits); workers that do not are stopped."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            with _quiet_gymnasium():
+                if self.async_:
+                    self.vec.close(timeout=self.timeout or 10.0)
+                else:
+                    self.vec.close()
+        except Exception:  # noqa: BLE001 - a dead or hung worker: stopped below
+            for p in getattr(self.vec, "processes", []):
+                if p.is_alive():
+                    p.terminate()
+        self._reap()
 
     def __enter__(self):
         return self

@@ -30,10 +30,11 @@ class JaxDriver:
         self.trainer = trainer
         self.num_seeds = trainer.config.num_seeds
         self._chunk = jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1)
+        self._init = jax.jit(jax.vmap(trainer.init))  # compiled once per driver (resume calls init again)
         self._compiled: dict[int, Any] = {}
 
     def init(self):
-        return jax.jit(jax.vmap(self.trainer.init))(seed_keys(self.trainer.config))
+        return self._init(seed_keys(self.trainer.config))
 
     def compile(self, state, n: int) -> bool:
         if n in self._compiled:
@@ -82,8 +83,11 @@ class HostDriver:
         if c.num_seeds != 1:
             raise ValueError(f"num_seeds={c.num_seeds} is not supported on the host path; allowed: 1")
         self.global_state = "concat_obs" if c.global_state == "auto" else c.global_state
+        # A worker that hangs is stopped after stall_timeout seconds for one reset/step (one line, no leftover
+        # processes) rather than by the watchdog, which ends the whole process.
         self.venv = HostVectorEnv(env_fn, num_envs or c.num_envs, global_state=self.global_state, seed=c.seed,
-                                  async_=async_, episode_limit=episode_limit, context=context)
+                                  async_=async_, episode_limit=episode_limit, context=context,
+                                  timeout=c.stall_timeout if c.stall_timeout > 0 else None)
         try:
             self.trainer = make_train(c, env=self.venv)
         except Exception:

@@ -1,17 +1,23 @@
 """Run-folder logs: ``metrics.csv`` (one row per seed and update), ``trust_region.csv`` (one row per seed,
 update and epoch) and TensorBoard scalars (seed means), from a chunk of metrics ``[S, n, ...]``.
 
-Rows logged after the last checkpoint are dropped on resume (:func:`_truncate_csv`), so a resumed run has
-no duplicated updates.
+Rows logged after the last checkpoint are dropped on resume (:func:`_truncate_csv`; a row cut short by a
+kill is dropped too), and so are TensorBoard events (:func:`compact_tb`: the event files are rewritten into
+one holding each (tag, step) once, up to the checkpoint), so a resumed run has no duplicated or missing
+updates in any of its logs.
 """
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
+
+from trustmarl.runtime import faults
 
 TR_PREFIX = "tr/"
 
@@ -25,9 +31,13 @@ class RunLogger:
         self.steps_per_update = steps_per_update
         self.metrics_path = run_dir / "metrics.csv"
         self.tr_path = run_dir / "trust_region.csv"
+        self.last_return = float("nan")
+        self.last_win = float("nan")
         if resume_from is not None:
-            for path in (self.metrics_path, self.tr_path):
-                _truncate_csv(path, resume_from)
+            kept = _truncate_csv(self.metrics_path, resume_from)
+            _truncate_csv(self.tr_path, resume_from)
+            compact_tb(run_dir / "tb", resume_from * steps_per_update)
+            self.last_return, self.last_win = _last_means(kept)
         self._fields: dict[Path, list[str]] = {}
         for path in (self.metrics_path, self.tr_path):
             if path.exists():
@@ -35,10 +45,7 @@ class RunLogger:
                     header = next(csv.reader(fh), None)
                 if header:
                     self._fields[path] = header
-        from tensorboardX import SummaryWriter
-        self.tb = SummaryWriter(str(run_dir / "tb"))
-        self.last_return = float("nan")
-        self.last_win = float("nan")
+        self.tb = EventWriter(run_dir / "tb", suffix=f".{os.getpid()}.u{resume_from or 0}")
 
     def _write(self, path: Path, rows: list[dict]):
         if not rows:
@@ -48,12 +55,20 @@ class RunLogger:
         if new:
             fields = list(rows[0].keys())
             self._fields[path] = fields
-        with open(path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            for r in rows:
-                w.writerow({k: _fmt(r.get(k, float("nan"))) for k in fields})
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k, float("nan"))) for k in fields})
+        text = buf.getvalue()
+        try:
+            with open(path, "a", newline="") as fh:
+                if faults.armed("csv_row") and path == self.metrics_path:  # test-only: die half-way through a row
+                    faults.hit("csv_row", lambda: (fh.write(text[: len(text) // 2]), fh.flush()))
+                fh.write(text)
+        except OSError as err:
+            raise _write_error(path, err) from err
 
     def log_chunk(self, metrics: dict, first_update: int):
         """``metrics``: dict of arrays [S, n, ...] for updates ``first_update .. first_update+n-1``."""
@@ -75,8 +90,8 @@ class RunLogger:
                         for k, v in m.items():
                             if k.startswith(TR_PREFIX):
                                 _flatten_into(tr, _tr_name(k[len(TR_PREFIX):]), v[s, u, e])
-                        tr["ratio_min"] = float(np.nanmin(m[TR_PREFIX + "ratio_min"][s, u, e]))
-                        tr["ratio_max"] = float(np.nanmax(m[TR_PREFIX + "ratio_max"][s, u, e]))
+                        tr["ratio_min"] = _nan_reduce(np.nanmin, m[TR_PREFIX + "ratio_min"][s, u, e])
+                        tr["ratio_max"] = _nan_reduce(np.nanmax, m[TR_PREFIX + "ratio_max"][s, u, e])
                         tr_rows.append(tr)
                     last = tr_rows[-1]
                     for key in ("sum_tv", "joint_tv_bound", "joint_tv_coupling", "joint_tv_mc", "joint_kl"):
@@ -88,6 +103,8 @@ class RunLogger:
                      if v.ndim == 2 and not k.startswith(TR_PREFIX) and np.isfinite(v[:, u]).any()}
             for k, val in means.items():
                 self.tb.add_scalar(k, val, update * self.steps_per_update)
+            if faults.armed("tb"):  # test-only: die with part of the chunk's events on disk
+                faults.hit("tb", self.tb.flush)
             if TR_PREFIX + "sum_tv" in m:
                 self.tb.add_scalar("trust_region/sum_tv", float(np.nanmean(m[TR_PREFIX + "sum_tv"][:, u, -1])),
                                    update * self.steps_per_update)
@@ -101,6 +118,20 @@ class RunLogger:
 
     def close(self):
         self.tb.close()
+
+
+def _write_error(path: Path, err: OSError):
+    from trustmarl.runtime.errors import WriteError
+    run_dir = Path(path).parent if Path(path).parent.name != "tb" else Path(path).parent.parent
+    return WriteError(f"could not write {path}: {type(err).__name__}: {' '.join(str(err).split())}; the last "
+                      f"checkpoint is intact (a row cut short is dropped on resume); free space (or fix the "
+                      f"folder), then `trustmarl resume {run_dir}`")
+
+
+def _nan_reduce(fn, x) -> float:
+    """``fn`` (nanmin/nanmax) of ``x``, NaN without a warning when every entry is NaN (a non-finite update)."""
+    x = np.asarray(x)
+    return float(fn(x)) if np.isfinite(x).any() or np.isinf(x).any() else float("nan")
 
 
 def _tr_name(k: str) -> str:
@@ -122,20 +153,170 @@ def _fmt(x):
     return x
 
 
-def _truncate_csv(path: Path, last_update: int):
-    """Keep only rows with update <= last_update (rows logged after the checkpoint are replayed)."""
+def _truncate_csv(path: Path, last_update: int) -> list[dict]:
+    """Keep only complete rows with update <= last_update (rows logged after the checkpoint are replayed);
+    returns the kept rows. A row a kill cut short (no line end, or too few fields) is dropped; a file whose
+    header itself is incomplete is removed. The new file replaces the old one atomically."""
     if not path.exists():
-        return
+        return []
     with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    complete = [ln for ln in lines if ln.endswith(("\n", "\r"))]
+    header = next(csv.reader([complete[0]]), None) if complete else None
+    if not header or "update" not in header:
+        path.unlink()
+        return []
     col = header.index("update")
-    kept = [r for r in body if r and int(float(r[col])) <= last_update]
+    kept_lines, kept = [complete[0]], []
+    for ln in complete[1:]:
+        row = next(csv.reader([ln]), None)
+        if not row or len(row) != len(header):
+            continue
+        try:
+            update = int(float(row[col]))
+        except ValueError:
+            continue
+        if update <= last_update:
+            kept_lines.append(ln)
+            kept.append(dict(zip(header, row)))
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(kept)
+        fh.write("".join(kept_lines))
+    faults.hit("truncate")
     os.replace(tmp, path)
+    return kept
+
+
+def _last_means(rows: list[dict]) -> tuple[float, float]:
+    """Seed-mean return and win rate of the last update among kept metrics rows (NaN when absent)."""
+    if not rows:
+        return float("nan"), float("nan")
+    last = max(int(float(r["update"])) for r in rows)
+    out = []
+    for key in ("return_mean", "win_rate"):
+        vals = [float(r[key]) for r in rows if int(float(r["update"])) == last and r.get(key, "") != ""]
+        out.append(float(np.mean(vals)) if vals else float("nan"))
+    return out[0], out[1]
+
+
+# --- TensorBoard event files ------------------------------------------------------------------------------
+COMPACT_NAME = "events.out.tfevents.0000000000.trustmarl-compacted"
+
+
+def read_records(path: Path) -> list[bytes]:
+    """The complete records of a TFRecord file (TensorBoard event file); a record a kill cut short, or one
+    whose checksum does not match, ends the list."""
+    from tensorboardX.record_writer import masked_crc32c
+    data = Path(path).read_bytes()
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        header = data[pos: pos + 8]
+        (length,) = struct.unpack("Q", header)
+        (crc,) = struct.unpack("I", data[pos + 8: pos + 12])
+        end = pos + 12 + length + 4
+        if crc != masked_crc32c(header) or end > len(data):
+            break
+        body = data[pos + 12: pos + 12 + length]
+        (body_crc,) = struct.unpack("I", data[end - 4: end])
+        if body_crc != masked_crc32c(body):
+            break
+        out.append(body)
+        pos = end
+    return out
+
+
+def _record(body: bytes) -> bytes:
+    from tensorboardX.record_writer import masked_crc32c
+    header = struct.pack("Q", len(body))
+    return header + struct.pack("I", masked_crc32c(header)) + body + struct.pack("I", masked_crc32c(body))
+
+
+def read_scalars(tb_dir: Path) -> list[tuple[str, int, float]]:
+    """Every scalar event ``(tag, step, value)`` in a run's ``tb/`` folder, in file order (name order)."""
+    from tensorboardX.proto import event_pb2
+    out = []
+    for f in sorted(Path(tb_dir).glob("events.out.tfevents.*")):
+        for body in read_records(f):
+            ev = event_pb2.Event.FromString(body)
+            for v in ev.summary.value:
+                out.append((v.tag, int(ev.step), float(v.simple_value)))
+    return out
+
+
+class EventWriter:
+    """TensorBoard scalars written synchronously (tensorboardX's ``SummaryWriter`` queues events for a
+    background thread, so events of an update could still be in memory when its checkpoint is on disk).
+    Same records as ``SummaryWriter.add_scalar`` (``Summary.Value.simple_value``), one file per writer."""
+
+    def __init__(self, logdir: Path, suffix: str = ""):
+        import socket
+        import time
+        from tensorboardX.proto import event_pb2, summary_pb2
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        logdir = Path(logdir)
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.path = logdir / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}{suffix}"
+        self._fh = open(self.path, "ab")
+        self._fh.write(_record(self._event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()))
+        self._fh.flush()
+
+    def add_scalar(self, tag: str, value: float, step: int):
+        import time
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        try:
+            self._fh.write(_record(self._event(wall_time=time.time(), step=int(step), summary=summary)
+                                   .SerializeToString()))
+        except OSError as err:
+            raise _write_error(self.path, err) from err
+
+    def flush(self):
+        try:
+            self._fh.flush()
+        except OSError as err:
+            raise _write_error(self.path, err) from err
+
+    def close(self):
+        if not self._fh.closed:
+            try:
+                self._fh.close()
+            except OSError:  # a full disk: the run is already stopping with a WriteError
+                pass
+
+
+def compact_tb(tb_dir: Path, max_step: int):
+    """Rewrite a run's event files as one file holding each scalar (tag, step) once, for steps <= max_step
+    (events of updates after the checkpoint a run resumes from are dropped; they are written again).
+    Safe to repeat after a kill at any point: the old files go only after the new one is in place, and
+    a repeat drops the duplicates the old files and the new one share."""
+    from tensorboardX.proto import event_pb2
+    tb_dir = Path(tb_dir)
+    files = sorted(tb_dir.glob("events.out.tfevents.*")) if tb_dir.is_dir() else []
+    if not files:
+        return
+    seen: set = set()
+    kept = []
+    version = None
+    for f in files:
+        for body in read_records(f):
+            ev = event_pb2.Event.FromString(body)
+            if ev.HasField("file_version"):
+                version = version or body
+                continue
+            if not ev.HasField("summary"):
+                continue
+            keys = tuple((v.tag, int(ev.step)) for v in ev.summary.value)
+            if ev.step > max_step or not keys or any(k in seen for k in keys):
+                continue
+            seen.update(keys)
+            kept.append(body)
+    tmp = tb_dir / (COMPACT_NAME + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(b"".join(_record(b) for b in ([version] if version else []) + kept))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, tb_dir / COMPACT_NAME)
+    faults.hit("tb_compact")
+    for f in files:
+        if f.name != COMPACT_NAME:
+            f.unlink()

@@ -15,20 +15,32 @@ A run folder holds::
 Training runs as chunks of ``log_every`` updates executed by a driver (:mod:`.drivers`: one jitted,
 seed-vmapped program for JAX envs; host rollouts + the jitted learning step for Python envs); between
 chunks the loop logs, draws progress and, every ``checkpoint_every`` updates, saves. ``resume`` restores
-the last checkpoint, drops log rows written after it and continues: an interrupted run loses at most the
-updates since its last checkpoint. Every chunk (and its compilation) runs under the stall watchdog.
+the last checkpoint, drops log rows and TensorBoard events written after it and continues: a run killed
+anywhere (even during a checkpoint or log write) loses at most the updates since its last checkpoint and,
+resumed, ends bit-identical to an uninterrupted run on the CPU (docs/reliability.md). Every chunk (and its
+compilation) runs under the stall watchdog.
+
+Guards (:mod:`.errors`): a chunk whose ``nonfinite`` metric is set stops the run before anything of it is
+saved (:class:`~.errors.NonFiniteError`); Ctrl-C or SIGTERM stops after the current chunk with a checkpoint
+(:class:`~.errors.RunInterrupted`); a failed checkpoint write keeps the previous one
+(:class:`~.errors.CheckpointWriteError`).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from trustmarl.config import Config
-from trustmarl.runtime.checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from trustmarl.config import Config, ConfigError
+from trustmarl.runtime import faults
+from trustmarl.runtime.checkpoints import cleanup_tmp, latest_checkpoint, restore_checkpoint, save_checkpoint
+from trustmarl.runtime.errors import NonFiniteError, RunInterrupted
 from trustmarl.runtime.logging import RunLogger
 from trustmarl.runtime.watchdog import StallWatchdog
 
@@ -48,23 +60,65 @@ def write_config(run_dir: Path, trainer, extra: Optional[dict] = None):
             "env_spec": trainer.spec._asdict(), "clip_eps_effective": trainer.derived.clip_eps,
             "family": trainer.family, **(extra or {})}
     info["num_agents"] = trainer.num_agents
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, run_dir / "config.json")
+    _atomic_write(run_dir / "config.json", json.dumps(info, indent=2, default=str), "config")
+
+
+def _atomic_write(path: Path, text: str, fault_point: Optional[str] = None):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    if fault_point:
+        faults.hit(fault_point)
+    os.replace(tmp, path)
 
 
 def read_run_info(run_dir: Path) -> dict:
-    """config.json of a run folder as written by :func:`write_config`."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
+    """config.json of a run folder as written by :func:`write_config`: read as JSON only (never executed or
+    unpickled); one-line errors for a missing folder, a missing file, or a file that is not a JSON object."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist; allowed: a folder written by "
+                                f"`trustmarl train` (it holds config.json)")
+    path = run_dir / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a JSON config ({' '.join(str(err).split())}); allowed: the config.json "
+                         f"`trustmarl train` writes (read as JSON only, never executed)") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} holds a JSON {type(info).__name__}; allowed: a JSON object of config keys")
+    return info
 
 
-def load_config(run_dir: Path) -> Config:
+def load_config(run_dir: Path, overrides: Optional[dict] = None) -> Config:
+    """The config of a run folder (its config.json), with ``overrides`` (key -> value) on top."""
     raw = read_run_info(run_dir)
-    names = set(Config.__dataclass_fields__)
-    return Config.build({k: v for k, v in raw.items() if k in names})
+    names = set(Config.__dataclass_fields__) & set(_read_keys(raw))
+    saved = {k: v for k, v in raw.items() if k in names}
+    try:
+        base = Config.build(saved)
+    except ConfigError as err:
+        raise ConfigError(f"{Path(run_dir) / 'config.json'}: {err}") from None
+    return Config.build({**saved, **overrides}) if overrides else base
+
+
+def _read_keys(raw: dict) -> list:
+    """The keys of a saved config the algorithm reads (config.json holds every field; a field of a section the
+    algorithm does not read is at its default and must not be passed back, or the build refuses it)."""
+    from dataclasses import fields
+    from trustmarl.algos import ALGORITHMS
+    from trustmarl.config import FAMILY_SECTIONS
+    algo = raw.get("algo")
+    if algo not in ALGORITHMS:
+        return list(raw)  # the build names the unknown algorithm
+    sections_for = getattr(Config, "sections_for", None)
+    try:
+        sections = sections_for(algo, raw.get("update_order")) if sections_for else \
+            FAMILY_SECTIONS[ALGORITHMS[algo].family]
+    except Exception:  # noqa: BLE001 - a bad saved value: the build reports it
+        return list(raw)
+    return [f.name for f in fields(Config) if f.metadata["section"] in sections and f.name in raw]
 
 
 def host_env_fn(config: Config):
@@ -88,21 +142,77 @@ def make_driver(config: Config, env=None, **host_options):
 
 def train(config: Config, run_dir: Optional[Path] = None, resume: bool = False, console=None, env=None, *,
           driver=None, write: bool = True, plot: bool = True, num_updates: Optional[int] = None,
-          collect_metrics: bool = False) -> dict:
+          collect_metrics: bool = False, stop_on_nonfinite: bool = True) -> dict:
     """Run (or resume) a training job; returns a summary dict (final return, env-steps/s, paths).
 
     ``driver`` overrides the driver chosen from the config (the host path's :func:`host_train` passes
     its own); ``write=False`` writes no run folder; ``num_updates`` overrides the budget's update count;
-    ``collect_metrics`` adds ``metrics`` (numpy arrays ``[S, updates, ...]``) to the summary.
+    ``collect_metrics`` adds ``metrics`` (numpy arrays ``[S, updates, ...]``) to the summary;
+    ``stop_on_nonfinite=False`` trains on through NaN/inf (the ``nonfinite`` metric still records them).
+
+    Raises :class:`~trustmarl.runtime.errors.NonFiniteError`, :class:`~trustmarl.runtime.errors.RunInterrupted`
+    (Ctrl-C/SIGTERM, after a checkpoint) and :class:`~trustmarl.runtime.errors.CheckpointWriteError`.
     """
     driver = driver if driver is not None else make_driver(config, env)
     try:
-        return _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_metrics)
+        return _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_metrics,
+                     stop_on_nonfinite)
     finally:
         driver.close()
 
 
-def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_metrics) -> dict:
+class _StopOnSignal:
+    """While active (main thread only), the first SIGINT/SIGTERM asks the loop to stop after the current
+    chunk; a second one raises KeyboardInterrupt at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        sys.stderr.write(f"trustmarl: {signal.Signals(signum).name}: stopping after this chunk with a checkpoint "
+                         f"(again to abort at once)\n")
+        sys.stderr.flush()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+        return False
+
+
+def first_nonfinite(metrics: dict) -> Optional[tuple[int, list[int], list[str]]]:
+    """``(update index in the chunk, seeds, kinds)`` of the first update whose ``nonfinite`` flag is set,
+    or None (also when the trainer reports no such metric)."""
+    import numpy as np
+    flags = metrics.get("nonfinite")
+    if flags is None:
+        return None
+    flags = np.asarray(flags).astype(np.int64).reshape(flags.shape[0], flags.shape[1])  # [S, n]
+    bad = flags != 0
+    if not bad.any():
+        return None
+    from trustmarl.trainers.on_policy import NONFINITE_BITS
+    u = int(np.argmax(bad.any(0)))
+    seeds = [int(s) for s in np.flatnonzero(bad[:, u])]
+    bits = int(np.bitwise_or.reduce(flags[seeds, u]))
+    kinds = [name for bit, name in NONFINITE_BITS.items() if bits & bit] or [f"flags {bits}"]
+    return u, seeds, kinds
+
+
+def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_metrics,
+          stop_on_nonfinite=True) -> dict:
     import numpy as np
     trainer = driver.trainer
     c = trainer.config
@@ -118,10 +228,15 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
     state = driver.init()
     done_updates = 0
     if resume:
+        cleanup_tmp(run_dir)  # what a killed checkpoint write left behind
         step = latest_checkpoint(run_dir)
         if step is not None:
             state = restore_checkpoint(run_dir, state, step)
             done_updates = int(step)
+        if done_updates > n_total:
+            raise ConfigError(f"the run in {run_dir} has {done_updates} updates, more than the budget's {n_total}; "
+                              f"allowed: total_env_steps >= {done_updates * steps_per_update}")
+    faults.hit("init")
     logger = None
     if write:
         extra = {"host_env": {"name": trainer.spec.name, "global_state": driver.global_state}} \
@@ -136,37 +251,15 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
     last_ckpt = done_updates
     steps_run = 0
     first_done = done_updates
-    last_return, last_win = float("nan"), float("nan")
+    last_return, last_win = (logger.last_return, logger.last_win) if logger is not None else (math.nan, math.nan)
     history = []
+    stop = _StopOnSignal()
     try:
-        while done_updates < n_total:
-            n = min(chunk, n_total - done_updates)
-            what = f"the jitted chunk of updates {done_updates + 1}-{done_updates + n}"
-            t = time.perf_counter()
-            with StallWatchdog(c.stall_timeout, "compiling " + what):
-                compiled = driver.compile(state, n)
-            if compiled:
-                compile_s += time.perf_counter() - t
-            t = time.perf_counter()
-            with StallWatchdog(c.stall_timeout, what):
-                state, metrics = driver.run(state, n)
-            if done_updates == first_done and not compiled:  # compiled inside its first run (host path)
-                compile_s += (time.perf_counter() - t) / n
-            metrics = {k: np.asarray(v) for k, v in metrics.items()}
-            if collect_metrics:
-                history.append(metrics)
-            if logger is not None:
-                logger.log_chunk(metrics, done_updates)
-                last_return, last_win = logger.last_return, logger.last_win
-            else:
-                last_return, last_win = _last_finite(metrics, "return_mean", last_return), \
-                    _last_finite(metrics, "win_rate", last_win)
-            done_updates += n
-            steps_run += n * steps_per_update
-            if write and (done_updates - last_ckpt >= ckpt_every or done_updates == n_total):
-                save_checkpoint(run_dir, state, done_updates)
-                last_ckpt = done_updates
-            progress.update(done_updates * steps_per_update, last_return, last_win)
+        with stop:
+            done_updates, last_ckpt, steps_run, compile_s, last_return, last_win = _chunks(
+                driver, state, run_dir, write, n_total, chunk, ckpt_every, done_updates, last_ckpt, steps_run,
+                compile_s, first_done, last_return, last_win, logger, progress, history, collect_metrics,
+                stop, stop_on_nonfinite)
     finally:
         progress.stop()
         if logger is not None:
@@ -187,11 +280,85 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
             except Exception as err:  # a plotting failure must not lose a finished run
                 print(f"warning: learning curve not drawn: {err}")
         summary["learning_curve"] = str(png) if png else None
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        faults.hit("summary")
+        _atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     if collect_metrics:
         summary["metrics"] = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]} \
             if history else {}
     return summary
+
+
+def _chunks(driver, state, run_dir, write, n_total, chunk, ckpt_every, done_updates, last_ckpt, steps_run,
+            compile_s, first_done, last_return, last_win, logger, progress, history, collect_metrics, stop,
+            stop_on_nonfinite):
+    """The chunk loop of :func:`_loop`; returns the counters it advanced."""
+    import numpy as np
+    c = driver.trainer.config
+    steps_per_update = driver.trainer.derived.steps_per_update
+    while done_updates < n_total:
+        if stop.signum is not None:
+            if write and done_updates > last_ckpt:
+                save_checkpoint(run_dir, state, done_updates)
+                last_ckpt = done_updates
+            saved = f"checkpoint of update {last_ckpt} in {Path(run_dir) / 'checkpoints'}; `trustmarl resume " \
+                    f"{run_dir}` continues" if write and last_ckpt else "nothing was saved"
+            raise RunInterrupted(f"interrupted ({signal.Signals(stop.signum).name}) after update {done_updates} of "
+                                 f"{n_total}; {saved}", done_updates, stop.signum)
+        n = min(chunk, n_total - done_updates)
+        what = f"the jitted chunk of updates {done_updates + 1}-{done_updates + n}"
+        faults.hit("chunk")
+        t = time.perf_counter()
+        with StallWatchdog(c.stall_timeout, "compiling " + what):
+            compiled = driver.compile(state, n)
+        if compiled:
+            compile_s += time.perf_counter() - t
+        t = time.perf_counter()
+        with StallWatchdog(c.stall_timeout, what):
+            new_state, metrics = driver.run(state, n)
+        if done_updates == first_done and not compiled:  # compiled inside its first run (host path)
+            compile_s += (time.perf_counter() - t) / n
+        metrics = {k: np.asarray(v) for k, v in metrics.items()}
+        bad = first_nonfinite(metrics) if stop_on_nonfinite else None
+        if bad is not None:  # log the updates up to the first bad one, save nothing of this chunk, stop
+            u, seeds, kinds = bad
+            if logger is not None:
+                logger.log_chunk({k: v[:, : u + 1] for k, v in metrics.items()}, done_updates)
+            raise NonFiniteError(_nonfinite_message(done_updates + u + 1, seeds, kinds, run_dir if write else None,
+                                                    last_ckpt if write else None, driver.num_seeds),
+                                 done_updates + u + 1, kinds, last_ckpt if write else None)
+        state = new_state
+        if collect_metrics:
+            history.append(metrics)
+        if logger is not None:
+            logger.log_chunk(metrics, done_updates)
+            last_return, last_win = logger.last_return, logger.last_win
+        else:
+            last_return, last_win = _last_finite(metrics, "return_mean", last_return), \
+                _last_finite(metrics, "win_rate", last_win)
+        faults.hit("logged")
+        done_updates += n
+        steps_run += n * steps_per_update
+        if write and (done_updates - last_ckpt >= ckpt_every or done_updates == n_total):
+            faults.hit("before_save")
+            save_checkpoint(run_dir, state, done_updates)
+            faults.hit("saved")
+            last_ckpt = done_updates
+        progress.update(done_updates * steps_per_update, last_return, last_win)
+    return done_updates, last_ckpt, steps_run, compile_s, last_return, last_win
+
+
+def _nonfinite_message(update: int, seeds: list, kinds: list, run_dir, last_ckpt, num_seeds: int) -> str:
+    where = f"update {update}" + (f" (seed {', '.join(map(str, seeds))})" if num_seeds > 1 else "")
+    if run_dir is None:
+        saved = "nothing is written without a run folder"
+    elif last_ckpt:
+        saved = (f"the last good checkpoint (update {last_ckpt}, {Path(run_dir) / 'checkpoints'}) is untouched; fix "
+                 f"the cause (e.g. a smaller lr, the env's outputs), then `trustmarl resume {run_dir} [key=value ...]`")
+    else:
+        saved = f"no checkpoint was written before it; `trustmarl resume {run_dir} [key=value ...]` starts over"
+    what = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+    return (f"non-finite values (NaN/inf) in {what} at {where}; the run stopped at the end of "
+            f"that chunk and saved nothing of it; {saved}")
 
 
 def _last_finite(metrics: dict, key: str, previous: float) -> float:

@@ -20,6 +20,17 @@ import threading
 STALL_EXIT_CODE = 3
 
 
+def _stop_children():
+    """Terminate this process's multiprocessing children (host-path env workers) before exiting, so a stall
+    leaves no process behind."""
+    try:
+        import multiprocessing
+        for child in multiprocessing.active_children():
+            child.terminate()
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
+
+
 class StallWatchdog:
     """``with StallWatchdog(600, "chunk of updates 10-20"): run()`` — exit the process if ``run`` stalls.
 
@@ -44,6 +55,7 @@ class StallWatchdog:
             faulthandler.dump_traceback(file=self.stream, all_threads=True)
             self.stream.flush()
         finally:
+            _stop_children()
             os._exit(STALL_EXIT_CODE)
 
     def __enter__(self):

@@ -218,8 +218,10 @@ class Config:
             family = ALGORITHMS[algo].family
             sections = cls.sections_for(algo, merged.get("update_order", cls._field("update_order").default))
             for key in [*user, *merged]:  # the user's own words first, so the error names them
-                section = cls._field(key).metadata["section"]
-                if section not in sections:
+                field_ = cls._field(key)
+                # a key left at its default is not a setting (a saved config lists every key, read or not)
+                if field_.metadata["section"] not in sections and merged[key] != field_.default:
+                    section = field_.metadata["section"]
                     why = " with update_order=simultaneous" if section == "sequential" else f" (family {family})"
                     raise ConfigError(f"{key}={merged[key]!r} is not read by algo={algo}{why}; "
                                       f"`trustmarl train --keys algo={algo}` lists its keys")

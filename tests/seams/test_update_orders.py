@@ -29,11 +29,11 @@ def _pieces(seen, measure=None):
     """Fake pieces. The learner is {"n": steps so far, "log": [2·EPOCHS·M] event codes}; an actor step on
     minibatch k writes 100 + k at position n, a critic step 200 + k. ``seen`` collects trace-time shapes."""
 
-    def actor_step(learner, mb, factor, agents):
-        seen.append(("actor", factor.shape, mb.adv.shape, agents.shape, agents.dtype))
+    def actor_step(learner, mb, agents, bounds=None):
+        seen.append(("actor", bounds, mb.adv.shape, agents.shape, agents.dtype))
         n = learner["n"]
         learner = {"n": n + 1, "log": learner["log"].at[n].set(100 + mb.mb_id[0])}
-        return learner, {"actor_n": n, "factor": factor, "agents": agents}
+        return learner, {"actor_n": n, "agents": agents}
 
     def critic_step(learner, mb):
         seen.append(("critic", mb.adv.shape))
@@ -60,8 +60,8 @@ def _learner():
 def test_simultaneous_order(jit):
     """2 epochs × 3 minibatches = 6 actor and 6 critic steps, actor then critic on each minibatch:
     log = [100, 200, 101, 201, 102, 202] twice; the actor sees counter 0, 2, 4 | 6, 8, 10 and the critic
-    1, 3, 5 | 7, 9, 11; metrics stacked [EPOCHS, M, ...]; factor = ones of the minibatch adv's [2, 4];
-    agents = [T, T, T, T]."""
+    1, 3, 5 | 7, 9, 11; metrics stacked [EPOCHS, M, ...]; agents = [T, T, T, T] and no clip-bound override
+    (the minibatch carries no factor: the simultaneous order's factor is 1)."""
     seen = []
     update = simultaneous(_pieces(seen))
     update = jax.jit(update) if jit else update
@@ -70,16 +70,14 @@ def test_simultaneous_order(jit):
     assert int(learner["n"]) == 2 * EPOCHS * M == 12
     np.testing.assert_array_equal(learner["log"], [100, 200, 101, 201, 102, 202] * 2)
     assert tr is None
-    assert set(metrics) == {"actor_n", "factor", "agents", "critic_n"}
+    assert set(metrics) == {"actor_n", "agents", "critic_n"}
     np.testing.assert_array_equal(metrics["actor_n"], [[0, 2, 4], [6, 8, 10]])
     np.testing.assert_array_equal(metrics["critic_n"], [[1, 3, 5], [7, 9, 11]])
-    assert metrics["factor"].shape == (EPOCHS, M, N // M, A)
-    np.testing.assert_array_equal(metrics["factor"], np.ones((EPOCHS, M, N // M, A)))
     assert metrics["agents"].shape == (EPOCHS, M, A) and metrics["agents"].dtype == jnp.bool_
     assert bool(jnp.all(metrics["agents"]))
-    # trace-time: the factor has the minibatch adv's shape; agents is [A] bool
+    # trace-time: the minibatch has [N/M, A] samples; agents is [A] bool; bounds are the configured ones
     actor_calls = [s for s in seen if s[0] == "actor"]
-    assert actor_calls and all(s[1] == s[2] == (N // M, A) and s[3] == (A,) and s[4] == jnp.bool_
+    assert actor_calls and all(s[1] is None and s[2] == (N // M, A) and s[3] == (A,) and s[4] == jnp.bool_
                                for s in actor_calls)
     assert all(s[1] == (N // M, A) for s in seen if s[0] == "critic")
 

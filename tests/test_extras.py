@@ -46,6 +46,11 @@ MODULES = {
     "hydra-core": "hydra",
     "wandb": "wandb",
     "pyyaml": "yaml",
+    "ray": "ray.tune",  # ray[tune]: Tune is what trustmarl sweep uses
+    "mkdocs": "mkdocs",
+    "mkdocs-material": "material",
+    "mkdocstrings": "mkdocstrings",
+    "mkdocstrings-python": "mkdocstrings_handlers.python",
 }
 # gfootball's metadata names distributions that the grf extra replaces by ones with the same module
 # (scripts/install_gfootball.sh installs gfootball with --no-deps for this reason).

@@ -24,8 +24,8 @@ def _batch(trainer, logp_old, adv, action, logits_new_bias=0.0):
 
 
 def _loss(trainer):
-    """The actor loss of the simultaneous order (factor 1 on every sample)."""
-    return lambda params, b: trainer.actor_loss(params, b, jnp.ones_like(b.adv))
+    """The actor loss of the simultaneous order (every agent, factor 1 on every sample)."""
+    return lambda params, b: trainer.actor_loss(params, b)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -161,11 +161,11 @@ def test_one_agents_step_touches_only_that_agents_parameters():
     st = trainer.init(jax.random.PRNGKey(0))
     rng, k_roll, k_mb = jax.random.split(st.rng, 3)
     runner, traj = trainer.rollout(st.learner, st.runner, k_roll)
-    values, targets, adv, _ = trainer.evaluate(st.learner, st.runner, runner, traj)
+    values, targets, adv, _, _ = trainer.evaluate(st.learner, st.runner, runner, traj)
     mb = jax.tree.map(lambda x: x[0], trainer.minibatches(trainer.make_batch(traj, values, targets, adv,
                                                                              st.runner), k_mb))
     only1 = jnp.array([False, True, False])
-    new, _ = jax.jit(trainer.actor_step)(st.learner, mb, jnp.ones_like(mb.adv), only1)
+    new, _ = jax.jit(trainer.actor_step)(st.learner, mb, only1)
     for before, after in zip(jax.tree.leaves((st.learner.actor_params, st.learner.actor_opt)),
                              jax.tree.leaves((new.actor_params, new.actor_opt))):
         np.testing.assert_array_equal(np.asarray(before)[[0, 2]], np.asarray(after)[[0, 2]])
@@ -173,7 +173,7 @@ def test_one_agents_step_touches_only_that_agents_parameters():
              for b, a in zip(jax.tree.leaves(st.learner.actor_params), jax.tree.leaves(new.actor_params))]
     assert all(moved)
     # a factor of 0 on every sample removes the surrogate's gradient: only the entropy term moves agent 1
-    zero, _ = jax.jit(trainer.actor_step)(st.learner, mb, jnp.zeros_like(mb.adv), only1)
+    zero, _ = jax.jit(trainer.actor_step)(st.learner, mb._replace(factor=jnp.zeros_like(mb.adv)), only1)
     assert not np.array_equal(np.asarray(jax.tree.leaves(zero.actor_params)[0]),
                               np.asarray(jax.tree.leaves(new.actor_params)[0]))
 

@@ -85,22 +85,57 @@ def _make_smax(map: str = "3m", global_state: str = "agent_specific", see_enemy_
 
 
 # --- MPE ---------------------------------------------------------------------------------------
-def _make_mpe_spread(num_agents: int = 3, global_state: str = "concat_obs", continuous: bool = False):
+def _mpe_spread_world(env, st, obs):
+    """MPE simple_spread's compact world state, ``[4N + 2L]``: agent positions (2N), agent velocities (2N),
+    landmark positions (2L), each block entity-major. Landmarks never move and agents are silent, so this is
+    the whole state the dynamics and rewards read (docs/envs/mpe.md)."""
+    n = env.num_agents
+    return jnp.concatenate([st.p_pos[:n].reshape(-1), st.p_vel[:n].reshape(-1), st.p_pos[n:].reshape(-1)])
+
+
+def _mpe_spread_agent_state(env, st, obs):
+    """``[N, 4 + 2L + 4(N−1)]`` agent-centred world (:func:`trustmarl.envs.spread.agent_centred_state`): the
+    body of the agent-specific state, as wide as one observation (docs/envs/mpe.md)."""
+    from trustmarl.envs.spread import agent_centred_state
+    n = env.num_agents
+    return agent_centred_state(st.p_pos[:n], st.p_vel[:n], st.p_pos[n:])
+
+
+MPE_SPREAD_HOOKS = EnvHooks(world_state=_mpe_spread_world, agent_state=_mpe_spread_agent_state)
+
+
+def _make_mpe_spread(num_agents: int = 3, global_state: str = "agent_specific", continuous: bool = False):
     if not isinstance(num_agents, int) or num_agents < 1:
         raise ValueError(f"num_agents={num_agents!r} must be an integer >= 1")
     jaxmarl = _quiet_jaxmarl()
     # Continuous MPE actions are Box(0, 1, (5,)): per-direction forces, as in PettingZoo's MPE.
     env = jaxmarl.make("MPE_simple_spread_v3", num_agents=num_agents, num_landmarks=num_agents,
                        action_type="Continuous" if continuous else "Discrete")
-    return JaxMARLAdapter(env, f"mpe_spread:{num_agents}", global_state=global_state)
+    return JaxMARLAdapter(env, f"mpe_spread:{num_agents}", hooks=MPE_SPREAD_HOOKS, global_state=global_state)
 
 
 # --- trustmarl's own JAX environments (modules written beside this one) ------------------------
-def _own(module: str, factory: str, default_state: str = "concat_obs"):
+def _own_world(env, st, obs):
+    return env.get_world_state(st).astype(jnp.float32)
+
+
+def _own_agent_state(env, st, obs):
+    return env.get_agent_state(st).astype(jnp.float32)
+
+
+def _own_hooks(env) -> EnvHooks:
+    """Spread, Pursuit and Rover-Tower each give a compact O(N) world state (``get_world_state``); Spread also
+    gives the agent-specific state's body (``get_agent_state``), else it is ``[own obs, world]``. Layouts:
+    docs/envs/<env>.md."""
+    return EnvHooks(world_state=_own_world,
+                    agent_state=_own_agent_state if hasattr(env, "get_agent_state") else None)
+
+
+def _own(module: str, factory: str, default_state: str = "agent_specific"):
     def make(global_state: str = default_state, **kw):
         mod = importlib.import_module(f"trustmarl.envs.{module}")
         env = getattr(mod, factory)(**kw)
-        return JaxMARLAdapter(env, module, global_state=global_state)
+        return JaxMARLAdapter(env, module, hooks=_own_hooks(env), global_state=global_state)
     return make
 
 

@@ -100,6 +100,12 @@ class EnvHooks:
     ``won`` whether the finished episode is a win, ``world_state`` a [W] vector of the whole world (the
     centralised critic's input besides the agent's own view), ``task_terminal`` whether the episode ended
     for a reason other than the time limit.
+
+    ``agent_state`` (optional; also takes the stacked ``[A, O]`` observations) gives the ``[A, F]`` body of
+    the agent-specific state, i.e. everything but the one-hot id: the world as agent ``i`` sees it, with no
+    feature twice (MAPPO's feature-pruned agent-specific state). Without it the body is ``[o_i, world]``,
+    which repeats in ``o_i`` much of what the world state holds; an env whose observation is O(N) wide uses
+    the hook to keep its critic input as narrow as its actor input.
     """
 
     alive: Optional[Callable[[Any, Any], jax.Array]] = None
@@ -107,6 +113,7 @@ class EnvHooks:
     world_state: Optional[Callable[[Any, Any, jax.Array], jax.Array]] = None
     task_terminal: Optional[Callable[[Any, Any], jax.Array]] = None
     has_win: bool = False
+    agent_state: Optional[Callable[[Any, Any, jax.Array], jax.Array]] = None
 
 
 def _space_size(space) -> tuple[int, bool]:
@@ -177,7 +184,9 @@ class JaxMARLAdapter:
         obs_dim = max(sizes)
         n = len(agents)
         probe_world = self._world_dim(obs_dim, n)
-        if global_state == "agent_specific":
+        if global_state == "agent_specific" and hooks.agent_state is not None:
+            state_dim = self._agent_state_dim(obs_dim, n) + n
+        elif global_state == "agent_specific":
             state_dim = obs_dim + probe_world + n
         elif global_state == "env":
             state_dim = probe_world + n
@@ -212,6 +221,14 @@ class JaxMARLAdapter:
         probe = lambda k: self.hooks.world_state(self.env, self.env.reset(k)[1], obs)  # noqa: E731
         return int(jax.eval_shape(probe, jax.random.PRNGKey(0)).shape[0])
 
+    def _agent_state_dim(self, obs_dim: int, n: int) -> int:
+        obs = jnp.zeros((n, obs_dim))
+        probe = lambda k: self.hooks.agent_state(self.env, self.env.reset(k)[1], obs)  # noqa: E731
+        shape = jax.eval_shape(probe, jax.random.PRNGKey(0)).shape
+        if len(shape) != 2 or shape[0] != n:
+            raise ValueError(f"EnvHooks.agent_state must give [A, F] = [{n}, F]; it gives shape {tuple(shape)}")
+        return int(shape[1])
+
     # -- pieces ---------------------------------------------------------------------------------
     def _stack_obs(self, obs: dict) -> jax.Array:
         return jnp.stack([_pad_last(obs[a], self.spec.obs_dim) for a in self.spec.agents])
@@ -224,6 +241,10 @@ class JaxMARLAdapter:
     def _global_state(self, env_state, obs: jax.Array, alive: jax.Array) -> jax.Array:
         n = self.spec.num_agents
         ids = jnp.eye(n, dtype=jnp.float32)
+        if self.global_state_kind == "agent_specific" and self.hooks.agent_state is not None:
+            body = self.hooks.agent_state(self.env, env_state, obs).astype(jnp.float32)
+            body = jnp.where(alive[:, None], body, 0.0)
+            return jnp.concatenate([body, ids], axis=-1)
         if self.hooks.world_state is None:
             world = obs.reshape(-1)
         else:

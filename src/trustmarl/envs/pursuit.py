@@ -38,6 +38,10 @@ Shapes
 * :meth:`Pursuit.get_global_state`: ``(y_size, x_size, 3)`` with the same
   channels over the whole map (no out-of-map walls), like PettingZoo's
   ``state()``;
+* :meth:`Pursuit.get_world_state`: the compact world state trustmarl's
+  centralised critics read (``global_state="env"`` and the agent-specific
+  state): ``[pursuer (x, y), evader (x, y), evader alive]``, positions scaled
+  to ``[0, 1]``, ``2 * n_pursuers + 3 * n_evaders`` numbers;
 * rewards: ``float32`` scalar per agent; dones: bool per agent plus
   ``"__all__"``; infos: each entry has shape ``(n_pursuers,)`` (the same value
   per agent) so it reshapes like jaxmarl's ``LogWrapper`` outputs.
@@ -480,6 +484,23 @@ class Pursuit(MultiAgentEnv):
         off = self.offset
         grid = self._padded_grid(state)
         return grid[off : off + self.y_size, off : off + self.x_size]
+
+    def get_world_state(self, state: PursuitState) -> jax.Array:
+        """``(2 * n_pursuers + 3 * n_evaders,)`` compact world state for a
+        centralised critic: ``[pursuer (x, y) ..., evader (x, y) ..., evader
+        alive ...]``, positions scaled to ``[0, 1]`` by ``(x_size - 1,
+        y_size - 1)``, a caught evader's position zeroed (it is meaningless).
+
+        This is everything the dynamics and rewards read besides the fixed
+        obstacle map, in O(n_pursuers + n_evaders) numbers (106 for the default
+        game) instead of :meth:`get_global_state`'s ``y_size * x_size * 3``
+        image (768).
+        """
+        scale = jnp.array([max(self.x_size - 1, 1), max(self.y_size - 1, 1)], jnp.float32)
+        alive = state.evader_alive.astype(jnp.float32)
+        pursuers = state.pursuer_pos.astype(jnp.float32) / scale
+        evaders = state.evader_pos.astype(jnp.float32) / scale * alive[:, None]
+        return jnp.concatenate([pursuers.reshape(-1), evaders.reshape(-1), alive])
 
     @partial(jax.jit, static_argnums=(0,))
     def get_avail_actions(self, state: PursuitState) -> dict:

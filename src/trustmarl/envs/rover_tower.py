@@ -48,6 +48,11 @@ Reward of pair ``t`` (MAAC ``calc_rewards``), given to both its tower and its ro
 The threshold compares a *squared* distance with a length (as in MAAC), i.e. the bonus radius is
 √.1725 ≈ .415. There is no shared team reward (MAAC's ``share_rews = False``).
 
+World state (:meth:`RoverTower.get_world_state`, the centralised critic's view for ``global_state="env"`` and
+MAPPO's agent-specific state), per pair t then the landmarks::
+
+    [p_{σ(t)} (2), v_{σ(t)} (2), q_{g_t} (2), c_t (dim_c), σ(t)/(P−1) (1)] for t = 0 … P−1,  q_1 … q_L (2L)
+
 Episodes last ``max_steps`` = 25 steps (MAAC README for Rover-Tower) and end by truncation only: ``dones``
 are all true on the 25th step, ``infos["truncated"]`` says so and ``infos["terminated"]`` is always false.
 """
@@ -225,6 +230,23 @@ class RoverTower(MultiAgentEnv):
         obs = {a: ro[i] for i, a in enumerate(self.rovers)}
         obs.update({a: to[i] for i, a in enumerate(self.towers)})
         return obs
+
+    def get_world_state(self, state: RoverTowerState) -> jax.Array:
+        """``[P·(7 + dim_c) + 2L]`` compact world state for a centralised critic, pair-major (pair t = tower t):
+
+            for each pair t: [p_{σ(t)} (2), v_{σ(t)} (2), q_{g_t} (2), c_t (dim_c), σ(t)/max(P−1, 1) (1)]
+            then the L landmark positions (2L)
+
+        i.e. the paired rover's position and velocity, the pair's goal position, the tower's current message
+        and which rover is paired with it (a scalar, so the size stays O(P)). This is everything the
+        dynamics, rewards and observations read; the tower positions are left out (nobody observes them and
+        they never move: they are kept in the state for rendering only). 60 numbers with the defaults.
+        """
+        p = self.num_pairs
+        rover = state.tower_to_rover
+        pair = jnp.concatenate([state.rover_pos[rover], state.rover_vel[rover], state.landmark_pos[state.goal],
+                                state.c, (rover.astype(jnp.float32) / max(p - 1, 1))[:, None]], axis=1)
+        return jnp.concatenate([pair.reshape(-1), state.landmark_pos.reshape(-1)]).astype(jnp.float32)
 
 
 def make_rover_tower(**kw) -> RoverTower:

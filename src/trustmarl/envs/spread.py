@@ -59,6 +59,9 @@ Where the paper is silent, these choices are made (all documented in ``docs/envs
   the reward (Sep: no contacts at all; Mix: only i–k). ``physical_coupling="all"`` keeps MPE contacts
   between every pair and changes only the rewards. For ``"standard"``/``"ful"`` both options are identical.
 
+World state (:meth:`Spread.get_world_state`, the centralised critic's view for ``global_state="env"`` and
+MAPPO's agent-specific state): ``[p_pos (2N), p_vel (2N), landmark_pos (2N)]``, 6N numbers.
+
 Episodes are cut after ``max_steps`` = 25 steps (a truncation: ``dones`` are all true on the 25th step and
 ``infos["truncated"]`` says so; there is no task termination). JaxMARL 0.2.0's MPE compares the step counter
 *before* incrementing it and so ends after 26 steps; PettingZoo ends after 25, as here.
@@ -82,7 +85,7 @@ from jaxmarl.environments.multi_agent_env import State as BaseState
 from jaxmarl.environments.spaces import Box, Discrete
 
 __all__ = ["Spread", "SpreadState", "make_spread", "REWARD_STRUCTURES", "INTEGRATORS", "MOVES",
-           "decode_moves", "contact_forces", "integrate"]
+           "decode_moves", "contact_forces", "integrate", "agent_centred_state"]
 
 REWARD_STRUCTURES = ("standard", "sep", "mix", "ful")
 INTEGRATORS = ("explicit_euler", "semi_implicit_euler")
@@ -125,6 +128,24 @@ def contact_forces(pos: jax.Array, size: float, coupled: jax.Array) -> jax.Array
     safe = jnp.where(dist > 0.0, dist, 1.0)
     coef = jnp.where(coupled & (dist > 0.0), CONTACT_FORCE * penetration / safe, 0.0)
     return jnp.sum(coef[..., None] * delta, axis=1)
+
+
+def agent_centred_state(pos: jax.Array, vel: jax.Array, landmark_pos: jax.Array) -> jax.Array:
+    """``[N, 4 + 2L + 4(N−1)]`` the world as each agent sees it, with no feature twice:
+
+        [v_i (2), p_i (2), q_l − p_i for every landmark l (2L), p_b − p_i for every other agent b (2(N−1)),
+         v_b for every other agent b (2(N−1))]                                others in index order
+
+    i.e. MPE's full observation with its (always zero) comm block replaced by the other agents' velocities.
+    It determines the whole world state (absolute positions are ``p_i`` plus the offsets), and it is as wide
+    as one observation, so a critic reading it costs what the actor costs. Shared by Spread and JaxMARL's MPE
+    ``simple_spread`` (same observation layout).
+    """
+    n = pos.shape[0]
+    others = np.array([[b for b in range(n) if b != a] for a in range(n)], dtype=np.int32).reshape(n, n - 1)
+    rel_land = (landmark_pos[None, :, :] - pos[:, None, :]).reshape(n, -1)
+    rel_oth = (pos[others] - pos[:, None, :]).reshape(n, -1)
+    return jnp.concatenate([vel, pos, rel_land, rel_oth, vel[others].reshape(n, -1)], axis=1)
 
 
 def integrate(pos: jax.Array, vel: jax.Array, force: jax.Array, integrator: str,
@@ -349,6 +370,26 @@ class Spread(MultiAgentEnv):
     def get_obs(self, state: SpreadState) -> dict:
         obs = self.obs_array(state)
         return {a: obs[i] for i, a in enumerate(self.agents)}
+
+    def get_world_state(self, state: SpreadState) -> jax.Array:
+        """``[6N]`` compact world state for a centralised critic: ``[p_pos (2N), p_vel (2N), landmark_pos
+        (2N)]``, each block agent-major (``x_0, y_0, x_1, y_1, …``).
+
+        It describes the whole state the dynamics and rewards read (the comm block is always zero and the
+        reward groups are fixed at construction, so neither is included); its size grows as O(N), where the
+        concatenation of all observations grows as O(N²) (``6N·N``).
+        """
+        return jnp.concatenate([state.p_pos.reshape(-1), state.p_vel.reshape(-1),
+                                state.landmark_pos.reshape(-1)]).astype(jnp.float32)
+
+    def get_agent_state(self, state: SpreadState) -> jax.Array:
+        """``[N, 6N]`` the world as each agent sees it (:func:`agent_centred_state`): the body of MAPPO's
+        agent-specific state for this env, ``[v_i, p_i, q_l − p_i (all l), p_b − p_i (b ≠ i), v_b (b ≠ i)]``.
+
+        The same width as the default observation (whatever ``num_observed_*`` say, it always covers every
+        landmark and agent), against ``6N + 6N`` for ``[own observation, world state]``.
+        """
+        return agent_centred_state(state.p_pos, state.p_vel, state.landmark_pos).astype(jnp.float32)
 
     def reward_parts(self, state: SpreadState) -> tuple[jax.Array, jax.Array]:
         """``(D, C)``, each ``[N]``: distance and collision parts of the reward (module docstring)."""

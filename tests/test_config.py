@@ -61,17 +61,31 @@ def test_layering_algorithm_preset_user():
 
 
 def test_clip_alpha_gives_eps_over_n():
-    c = Config.build({"algo": "jrppo", "clip_alpha": 0.6})
+    c = Config.build({"algo": "mappo", "clip_alpha": 0.6})
     assert c.derived(3).clip_eps == pytest.approx(0.2)
     assert c.derived(6).clip_eps == pytest.approx(0.1)
 
 
-def test_explicit_clip_eps_outranks_preset_alpha():
-    # the jrppo×smax preset sizes the clip by α/N; a user's ε must win (Sun et al. Fig. 9 compares equal ε)
-    assert Config.build({"algo": "jrppo", "env": "smax"}).derived(5).clip_eps == pytest.approx(0.1)
-    c = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3})
+def test_clip_alpha_with_the_joint_ratio_is_an_error():
+    # Algorithm 1 clips the joint ratio with ε itself; α/N (§6.2) is the share of one independent ratio
+    assert _err(algo="jrppo", clip_alpha=0.5).startswith("clip_alpha=0.5 shares a trust region among independent")
+    assert "set clip_eps" in _err(algo="mappo", ratio="joint", clip_alpha=1.0)
+    assert Config.build({"algo": "mappo", "ratio": "independent", "clip_alpha": 1.0}).clip_alpha == 1.0
+
+
+def test_jrppo_smax_preset_clips_the_joint_ratio_at_eps_0_1_for_every_agent_count():
+    c = Config.build({"algo": "jrppo", "env": "smax"})
+    assert c.clip_alpha == 0.0 and c.derived(5).clip_eps == c.derived(27).clip_eps == pytest.approx(0.1)
+
+
+def test_explicit_clip_eps_outranks_preset_alpha(monkeypatch):
+    # a preset may size the clip by α/N; a user's ε must win (a toy preset: no shipped preset sets α today)
+    from trustmarl import presets
+    monkeypatch.setitem(presets.PRESETS, ("ippo", "smax"), {"clip_alpha": 0.5})
+    assert Config.build({"algo": "ippo", "env": "smax"}).derived(5).clip_eps == pytest.approx(0.1)
+    c = Config.build({"algo": "ippo", "env": "smax", "clip_eps": 0.3})
     assert c.clip_alpha == 0.0 and c.derived(5).clip_eps == pytest.approx(0.3)
-    both = Config.build({"algo": "jrppo", "env": "smax", "clip_eps": 0.3, "clip_alpha": 1.0})
+    both = Config.build({"algo": "ippo", "env": "smax", "clip_eps": 0.3, "clip_alpha": 1.0})
     assert both.derived(5).clip_eps == pytest.approx(0.2)
 
 

@@ -42,7 +42,7 @@ def test_bad_names_and_budgets():
 
 
 def test_fig9_runs_use_the_clip_value_in_their_name():
-    # jrppo's SMAX preset sizes ε as α/N; Fig. 9 compares both ratio kinds at the same ε
+    # Fig. 9 compares both ratio kinds at the same ε (A.6), whatever the agent count
     for name, cfg in reproduce.plan("sun2022-fig9").items():
         c = Config.build(cfg)
         eps = float(name.rsplit("clip", 1)[1])

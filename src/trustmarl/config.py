@@ -81,8 +81,9 @@ class Config:
                          "drops a preset's clip_alpha); a symmetric "
                          "range with epsilon >= 1 has a lower bound <= 0, which never binds",
                          low=0, low_open=True, section="on_policy")
-    clip_alpha: float = _f(0.0, "if > 0, total trust region alpha shared by N agents: epsilon = alpha/N "
-                           "(Sun et al. §6.2)", low=0, section="on_policy")
+    clip_alpha: float = _f(0.0, "if > 0, total trust region alpha shared by N agents' independent ratios: "
+                           "epsilon = alpha/N (Sun et al. §6.2); an error with ratio=joint, whose joint ratio "
+                           "takes clip_eps itself (Algorithm 1)", low=0, section="on_policy")
     clip_kind: str = _f("symmetric", "ratio bound: symmetric [1-e, 1+e] or multiplicative [1/(1+e), 1+e] "
                         "(Sun et al. Thm 5.3)", choices=("symmetric", "multiplicative"), section="on_policy")
     no_clip: bool = _f(False, "turn clipping off (the 'no clipping' arm of Sun et al. Fig. 3)", section="on_policy")
@@ -170,6 +171,10 @@ class Config:
                 raise ConfigError(f"env_options={self.env_options!r} is not JSON: {err}") from None
             if not isinstance(opts, dict):
                 raise ConfigError(f"env_options={self.env_options!r} must be a JSON object")
+        if self.clip_alpha > 0 and self.ratio == "joint":
+            raise ConfigError(f"clip_alpha={self.clip_alpha!r} shares a trust region among independent ratios "
+                              f"(ε = α/N, Sun et al. §6.2); ratio=joint clips the joint ratio with clip_eps "
+                              f"itself (Algorithm 1): set clip_eps and leave clip_alpha=0")
         d = self.derived_batch()
         if d["batch_units"] % self.num_minibatches:
             unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"

@@ -3,8 +3,22 @@
 The ratio is the product of the agents' ratios at one env step, ``r = Π_i π̃_i(a_i|o_i)/π_i(a_i|o_i)``,
 clipped jointly, ``L = E[min(r Â, clip(r, 1−ε, 1+ε) Â)]`` with the centralised advantage ``Â`` — here the
 mean over active agents of the per-agent advantages of the centralised critic
-(:func:`trustmarl.seams.advantages.team_advantage`). The clip range is best set as a total trust region
-``clip_alpha`` (ε = α/N, §6.2).
+(:func:`trustmarl.seams.advantages.team_advantage`).
+
+**Clip range.** The joint ratio takes ``clip_eps`` itself, with no division by the number of agents:
+
+* Algorithm 1 and eq. 7 clip the joint ratio to ``[1 − ε, 1 + ε]`` and say nothing about N. The joint ratio
+  is the ratio of one policy, the joint one, so Theorem 5.3 applied to it bounds the joint TV by ε — the α of
+  Theorem 3.1 (TRPO's bound on the joint policy) — directly.
+* §6.2's ``α/N`` (eq. 10) is a different construction: it splits Theorem 4.3's α = Σ_i E_s D_TV(π_i, π̃_i)
+  into N per-agent shares so that N *independent* ratios, each clipped to ``1 ± α/N``, add up to α.
+  Dividing the joint ratio's ε by N would shrink the joint trust region to ε/N (0.05 with 10 agents, 0.0185
+  with 27), which no experiment of the paper does.
+* A.6 (Figs. 9–10) "appl[ies] the same clipping values to these two types of clipping", ε ∈ {0.1, 0.3,
+  0.5}, and finds joint clipping "consistently" better at ε = 0.1 with 10 and 27 agents.
+
+So the (jrppo, smax) preset sets ``clip_eps=0.1``, and ``clip_alpha`` together with ``ratio=joint`` is a
+configuration error (:class:`trustmarl.config.ConfigError`) rather than a silent ε = α/N on the joint ratio.
 
 This module owns the joint objective and registers it as the policy objective of ``ratio=joint``, so any
 PPO-family run can use it (``trustmarl train algo=mappo ratio=joint``).

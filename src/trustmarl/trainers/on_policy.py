@@ -137,7 +137,11 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
     "approx_kl": MetricSpec("agent", "k3 estimate of KL(old‖new) on sampled actions"),
     "entropy": MetricSpec("agent", "policy entropy"),
     "explained_variance": MetricSpec("agent", "1 − Var[target − V]/Var[target]"),
-    "tr/*": MetricSpec("epoch", "trust-region measurements per epoch (trust_region.UpdateMeasures)"),
+    "tr/*": MetricSpec("epoch", "trust-region measurements per epoch (trust_region.UpdateMeasures): tv_<i>, sum_tv "
+                       "exact for categorical and 1-D Gaussian actions, a Monte-Carlo estimate for multi-D Gaussians "
+                       "(16 draws per state, standard error <= 1/(2 sqrt(16 n)) over n states); joint_tv_bound is the "
+                       "union bound and joint_tv_coupling the product-coupling bound, not the joint TV; joint_tv_mc "
+                       "the one-sample estimate from the rollout's joint actions; joint_tv_exact NaN in training"),
     "preceding_factor_min": MetricSpec("scalar", "sequential orders: smallest product of the preceding agents' "
                                        "ratios over the update's groups (1 for the first group)"),
     "preceding_factor_mean": MetricSpec("scalar", "sequential orders: its mean over active steps and groups"),

@@ -62,6 +62,7 @@ from trustmarl.trust_region.divergences import (
     masked_log_softmax,
 )
 from trustmarl.trust_region.measure import (
+    TV_SAMPLES,
     UpdateMeasures,
     joint_kl,
     joint_tv_coupling_bound,
@@ -76,6 +77,7 @@ from trustmarl.trust_region.measure import (
 __all__ = [
     "CLIP_KINDS",
     "GAUSSIAN_TV_METHODS",
+    "TV_SAMPLES",
     "UpdateMeasures",
     "eps_from_alpha",
     "clip_bounds",

@@ -31,6 +31,9 @@ from trustmarl.trust_region.divergences import (
 )
 
 
+# Monte-Carlo draws per (state, agent) for the TV of multi-dimensional Gaussian policies (measure_update_gaussian)
+TV_SAMPLES = 16
+
 # --------------------------------------------------------------------------------------------
 # joint (product) policies over agents
 # --------------------------------------------------------------------------------------------
@@ -166,15 +169,23 @@ class UpdateMeasures(NamedTuple):
       ratio_min, ratio_max: min / max of pi_new(a|s)/pi_old(a|s) over active *sampled* actions (eq. 4).
       dist_ratio_min, dist_ratio_max: the same over *every available action* of the full
         distributions, i.e. the premise of Theorem 5.3.
-      tv_mean: E_s D_TV(pi_old_i(.|s), pi_new_i(.|s)) over states where agent i is active.
+      tv_mean: E_s D_TV(pi_old_i(.|s), pi_new_i(.|s)) over states where agent i is active: exact for
+        categorical and 1-D Gaussian policies, an unbiased Monte-Carlo estimate (stated standard error in
+        ``measure_update_gaussian``) for multi-dimensional Gaussians.
       kl_mean: E_s KL(pi_old_i || pi_new_i), same states.
       count: number of active entries.
     Scalars (over states with at least one active agent):
-      sum_tv: sum_i tv_mean_i -- alpha of Theorem 4.3 (the centralised trust region).
-      joint_tv_bound: E_s min(1, sum_i D_TV_i(s)) (union bound on the joint TV).
-      joint_tv_coupling: E_s [1 - prod_i (1 - D_TV_i(s))] (tighter bound).
-      joint_tv_mc: E_s of the unbiased Monte-Carlo joint-TV estimate.
-      joint_tv_exact: E_s of the enumerated joint TV, NaN when A^N exceeds the limit (or for Gaussians).
+      sum_tv: sum_i tv_mean_i -- alpha of Theorem 4.3 (the centralised trust region); exact or estimated
+        as tv_mean is.
+      joint_tv_bound: E_s min(1, sum_i D_TV_i(s)) -- the union bound on the joint TV, not the joint TV.
+      joint_tv_coupling: E_s [1 - prod_i (1 - D_TV_i(s))] -- the product-coupling bound (tighter), not
+        the joint TV.
+      joint_tv_mc: E_s of an unbiased Monte-Carlo joint-TV estimate: ``num_mc_samples`` joint actions per
+        state, or with ``num_mc_samples=0`` (the trainer's setting) the one joint action the rollout
+        sampled at each state, a one-sample estimate per state (standard error of the mean over n states
+        <= 1/(2 sqrt(n))).
+      joint_tv_exact: E_s of the enumerated joint TV, NaN when A^N exceeds the limit (always in training,
+        which sets the limit to 0; and for Gaussians).
       joint_kl: E_s sum_i KL_i(s) (exact joint KL for product policies).
       joint_ratio_min, joint_ratio_max: range of the joint ratio (Algorithm 1) over sampled actions.
     """
@@ -333,14 +344,23 @@ def measure_update_gaussian(
     key: chex.PRNGKey | None = None,
     num_mc_samples: int = 16,
     tv_method: str = "auto",
+    num_tv_samples: int = TV_SAMPLES,
 ) -> UpdateMeasures:
     """``measure_update`` for per-agent diagonal Gaussian policies (continuous actions).
 
     Layout: means and log-stds [batch..., agent, action_dim]; the rest [batch..., agent].
-    Per-agent TV by ``gaussian_tv(method=tv_method)`` ("auto": exact for 1-D actions, else the
-    deterministic upper bound; "mc" uses ``key``).  The joint TV Monte-Carlo estimate samples each
-    agent's action from its old Gaussian.  ``dist_ratio_min/max`` are not finite for Gaussians
-    with different scales (the ratio is unbounded) and are reported as NaN; ``joint_tv_exact`` is NaN.
+    Per-agent TV by ``gaussian_tv``; ``tv_method="auto"`` *measures* it: the closed form for 1-D actions,
+    else the unbiased Monte-Carlo estimate ``D_TV = E_{x~p}[(1 − q(x)/p(x))_+]`` (Proposition 5.1) with
+    ``num_tv_samples`` draws per (state, agent). Each draw lies in [0, 1], so the estimate's standard error
+    is ``<= 1/(2 sqrt(num_tv_samples))`` per state and ``<= 1/(2 sqrt(num_tv_samples · n_i))`` for ``tv_mean_i``
+    over the n_i states where agent i is active (0.004 with 16 draws and 1,000 states); ``"bound"`` gives
+    the deterministic upper bound instead (27–29 % above the true TV on the 5-D test cases, see ``gaussian_tv``).
+    The joint bounds are then computed from these per-state estimates (``joint_tv_coupling`` stays unbiased,
+    agents' draws being independent). The joint TV estimate samples each agent's action from its old
+    Gaussian (``num_mc_samples`` draws; 0: the one sampled joint action per state). ``dist_ratio_min/max``
+    are not finite for Gaussians with different scales (the ratio is unbounded) and are reported as NaN;
+    ``joint_tv_exact`` is NaN. ``key`` defaults to a fixed key: each call's estimate is unbiased, and
+    successive calls with the same shapes share their noise.
     """
     chex.assert_equal_shape([old_mean, old_log_std, new_mean, new_log_std])
     _assert_min_rank(old_mean, 2, "old_mean [batch..., agent, action_dim]")
@@ -353,7 +373,9 @@ def measure_update_gaussian(
     if key is None:
         key = jax.random.PRNGKey(0)
     key_tv, key_joint = jax.random.split(key)
-    tv = gaussian_tv(old_mean, old_log_std, new_mean, new_log_std, tv_method, key_tv, num_mc_samples)
+    if tv_method == "auto":
+        tv_method = "exact" if jnp.shape(old_mean)[-1] == 1 else "mc"
+    tv = gaussian_tv(old_mean, old_log_std, new_mean, new_log_std, tv_method, key_tv, num_tv_samples)
     kl = gaussian_kl(old_mean, old_log_std, new_mean, new_log_std)
     log_ratio = independent_log_ratio(sampled_logp_new, sampled_logp_old)
     if num_mc_samples == 0:

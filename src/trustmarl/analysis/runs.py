@@ -66,8 +66,9 @@ _LABELS = {
     "return_mean": "return",
     "win_rate": "win rate",
     "sum_tv": r"$\sum_i \mathbb{E}_s D_{TV}(\pi_i, \tilde\pi_i)$",
-    "joint_tv_bound": r"joint TV bound $\min(1, \sum_i D_{TV})$",
-    "joint_tv_mc": "joint TV (Monte-Carlo)",
+    "joint_tv_bound": r"joint TV union bound $\min(1, \sum_i D_{TV})$",
+    "joint_tv_coupling": r"joint TV coupling bound $1 - \prod_i (1 - D_{TV})$",
+    "joint_tv_mc": "joint TV (one-sample estimate)",
     "joint_kl": "joint KL",
     "env_steps": "environment steps",
 }

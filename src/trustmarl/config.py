@@ -30,7 +30,8 @@ def _f(default, doc: str, choices: tuple | None = None, low: float | None = None
 
 # Which config sections each algorithm family reads ("common" is everyone's). A key of a section the chosen
 # algorithm's family does not read is an error, so a setting can never be silently ignored.
-FAMILY_SECTIONS: dict[str, tuple[str, ...]] = {"on_policy": ("common", "on_policy")}
+FAMILY_SECTIONS: dict[str, tuple[str, ...]] = {"on_policy": ("common", "on_policy"),
+                                             "off_policy": ("common", "off_policy")}
 
 
 class Derived(NamedTuple):
@@ -124,6 +125,48 @@ class Config:
     adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over active entries of the minibatch", section="on_policy")
     use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics", section="on_policy")
     bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)", section="on_policy")
+    # --- off-policy family (MADDPG, MAAC, MAMD, MAMT; Li et al. Table 3) ---------------------------------------
+    buffer_size: int = _f(1_000_000, "replay capacity in transitions (capped at the budget's env steps)", low=1,
+                          section="off_policy")
+    batch_size: int = _f(1024, "transitions per gradient step, sampled uniformly from the buffer", low=1,
+                         section="off_policy")
+    learning_starts: int = _f(1024, "transitions stored before gradient steps begin (at least batch_size)", low=0,
+                              section="off_policy")
+    collect_steps: int = _f(8, "steps of all num_envs envs per iteration (MAAC's steps_per_update = "
+                            "num_envs*collect_steps transitions)", low=1, section="off_policy")
+    gradient_steps: int = _f(4, "gradient steps per iteration (Table 3's epochs per step)", low=1, section="off_policy")
+    tau: float = _f(0.001, "Polyak rate of the target networks: target <- (1-tau)*target + tau*online", low=0,
+                    high=1, low_open=True, section="off_policy")
+    reward_scale: float = _f(100.0, "soft algorithms: inverse entropy temperature (MAAC's reward scale)", low=0,
+                             low_open=True, section="off_policy")
+    reward_norm: bool = _f(True, "normalise each agent's sampled rewards by the running mean/std of stored rewards",
+                           section="off_policy")
+    policy_reg: float = _f(1e-3, "L2 penalty on the policy net's raw outputs (logits)", low=0, section="off_policy")
+    attend_reg: float = _f(1e-3, "attention critic: penalty on the squared attention logits", low=0,
+                           section="off_policy")
+    critic_l2: float = _f(1e-3, "critic weight decay (added to the gradient before Adam)", low=0,
+                          section="off_policy")
+    critic_max_grad_norm: float = _f(0.0, "critic global-norm clip; 0 means 10 * number of agents", low=0,
+                                     section="off_policy")
+    attention_heads: int = _f(4, "attention critic heads (must divide hidden[-1])", low=1, section="off_policy")
+    trust_region: float = _f(1.0, "MAMD/MAMT: total trust region delta (local delta_i = delta/n for MAMD)", low=0,
+                             low_open=True, section="off_policy")
+    old_policy_delay: int = _f(100, "MAMD/MAMT: gradient steps between copies of the old policy (m)", low=1,
+                               section="off_policy")
+    delta_min: float = _f(0.01, "MAMT: smallest local trust region delta_i", low=0, low_open=True,
+                          section="off_policy")
+    coord_sigma: float = _f(0.2, "MAMT: threshold sigma of the coordination coefficients (eq. 5)", low=0, high=1,
+                            section="off_policy")
+    coordination: str = _f("critic", "MAMT coordination coefficients: critic (eq. 5), fixed (1/(n-1), "
+                           "MAMT-Fixed), random (MAMT-Random)", choices=("critic", "fixed", "random"),
+                           section="off_policy")
+    nonstationarity: str = _f("model", "MAMT's joint-divergence signal: model (eq. 6, opponent models) or ws "
+                              "(weighted sum of local divergences, MAMT-WS)", choices=("model", "ws"),
+                              section="off_policy")
+    ns_clip: float = _f(10.0, "MAMT: D_ns projected onto [0, ns_clip] (eq. 6's projection)", low=0, low_open=True,
+                        section="off_policy")
+    delta_delay: int = _f(2, "MAMT: decomposition-network steps per trust-region step (two timescales, eq. 8)",
+                          low=1, section="off_policy")
     # --- networks -----------------------------------------------------------------------------------------
     network: str = _f("ff", "ff (feed-forward) or gru", choices=("ff", "gru"))
     hidden: tuple = _f((64, 64), "hidden layer widths, e.g. hidden=128,128")
@@ -186,7 +229,10 @@ class Config:
 
     def derived(self, num_agents: int) -> Derived:
         """Quantities computed once from the fields and the env's agent count."""
-        steps_per_update = self.num_envs * self.rollout_length
+        from trustmarl.algos import ALGORITHMS
+        off = self.algo in ALGORITHMS and ALGORITHMS[self.algo].family == "off_policy"
+        # an off-policy update is one iteration: collect_steps steps of every env, then gradient_steps steps
+        steps_per_update = self.num_envs * (self.collect_steps if off else self.rollout_length)
         num_updates = max(1, self.total_env_steps // steps_per_update)
         eps = self.clip_alpha / num_agents if self.clip_alpha > 0 else self.clip_eps
         return Derived(steps_per_update=steps_per_update, num_updates=num_updates, clip_eps=eps,

@@ -4,8 +4,13 @@ from trustmarl.algos.base import Algorithm
 from trustmarl.algos.happo import HAPPO
 from trustmarl.algos.ippo import IPPO
 from trustmarl.algos.jrppo import JRPPO
+from trustmarl.algos.maac import MAAC
+from trustmarl.algos.maddpg import MADDPG
+from trustmarl.algos.mamd import MAMD
+from trustmarl.algos.mamt import MAMT
 from trustmarl.algos.mappo import MAPPO
 
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (IPPO, MAPPO, JRPPO, HAPPO, A2PO)}
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (IPPO, MAPPO, JRPPO, HAPPO, A2PO,
+                                                            MADDPG, MAAC, MAMD, MAMT)}
 
 __all__ = ["Algorithm", "ALGORITHMS"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from trustmarl.trainers.on_policy import (Batch, LearnerState, OnPolicyTrainer, PolicyStep, RunnerState,
                                           TrainState, Transition)
+from trustmarl.trainers.off_policy import OffPolicyTrainer
 from trustmarl.trainers.protocol import MetricSpec, Trainer
 
-TRAINERS = {"on_policy": OnPolicyTrainer}
+TRAINERS = {"on_policy": OnPolicyTrainer, "off_policy": OffPolicyTrainer}
 
 
 def make_train(config, env=None) -> Trainer:
@@ -21,5 +22,6 @@ def make_train(config, env=None) -> Trainer:
     return TRAINERS[family](config, env)
 
 
-__all__ = ["make_train", "Trainer", "MetricSpec", "TRAINERS", "OnPolicyTrainer", "Batch", "LearnerState",
+__all__ = ["make_train", "Trainer", "MetricSpec", "TRAINERS", "OnPolicyTrainer", "OffPolicyTrainer", "Batch",
+           "LearnerState",
            "PolicyStep", "RunnerState", "TrainState", "Transition"]

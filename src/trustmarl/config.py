@@ -181,6 +181,9 @@ class Config:
     log_every: int = _f(0, "updates per jitted chunk (progress, CSV, TensorBoard); 0 gives about 50 per run",
                         low=0)
     progress: bool = _f(True, "show a progress bar")
+    devices: int = _f(1, "devices the seeds are sharded over (jax.sharding, one mesh axis 'seeds'): 1 runs on the "
+                      "default device; n > 1 the first n of jax.devices(), n must divide num_seeds; 0 all of "
+                      "them, or the most that divide num_seeds (docs/scaling.md); JAX envs only", low=0)
     stall_timeout: float = _f(1800.0, "seconds a jitted chunk (or its compilation) may run without finishing "
                               "before the run stops with the Python stacks and exit code 3; 0 disables "
                               "(docs/known-issues.md)", low=0)
@@ -218,6 +221,10 @@ class Config:
             raise ConfigError(f"clip_alpha={self.clip_alpha!r} shares a trust region among independent ratios "
                               f"(ε = α/N, Sun et al. §6.2); ratio=joint clips the joint ratio with clip_eps "
                               f"itself (Algorithm 1): set clip_eps and leave clip_alpha=0")
+        if self.devices > 1 and self.num_seeds % self.devices:
+            raise ConfigError(f"devices={self.devices} does not divide num_seeds={self.num_seeds}; allowed: a device "
+                              f"count dividing num_seeds (each device runs num_seeds/devices seeds), or devices=0 "
+                              f"(the most available devices that divide it)")
         d = self.derived_batch()
         if d["batch_units"] % self.num_minibatches:
             unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"

@@ -5,6 +5,11 @@ chunk program once per chunk size; True when it did), ``run(state, n) -> (state,
 ``trainer`` (the protocol object) and ``close()``. The state is the whole pytree the loop checkpoints.
 
 * :class:`JaxDriver` — ``jax.jit(jax.vmap(trainer.run_chunk))``: env, policy and learning in one program.
+  With ``devices`` other than 1 the seed axis is split over a one-axis :class:`jax.sharding.Mesh` (axis
+  ``"seeds"``) and each device runs the vmapped program on its own block of seeds (``jax.shard_map``): seeds
+  are independent, so no device ever talks to another; every seed starts from the same key as on one device
+  and its metrics agree with the one-device run to float32 rounding (XLA compiles the program for S/D seeds
+  instead of S, which may order a reduction differently; changing ``num_seeds`` does the same on one device).
 * :class:`HostDriver` — Python environments (PettingZoo, GRF) stepped in worker processes by
   :class:`trustmarl.envs.host_vector.HostVectorEnv`; the policy step (:meth:`act` of the trainer) and the
   learning step (``trainer.learn``) are jitted. One seed (the envs are not vmapped). Env states live in
@@ -25,26 +30,85 @@ def seed_keys(config) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
 
 
+SEED_AXIS = "seeds"
+
+
+def select_devices(requested: int, num_seeds: int, available: Optional[list] = None) -> list:
+    """The devices a JAX run shards its seeds over (the first ``n`` of ``available``, default ``jax.devices()``).
+
+    ``requested`` is the ``devices`` config key: 1 one device; ``n > 1`` exactly ``n`` devices, which must
+    exist and divide ``num_seeds``; 0 the largest ``n <= len(available)`` dividing ``num_seeds`` (5 seeds on 8
+    GPUs use 5; 3 seeds on 2 devices use 1), so an automatic choice never fails and never pads seeds.
+    One-line :class:`~trustmarl.config.ConfigError` otherwise."""
+    from trustmarl.config import ConfigError
+    available = list(jax.devices()) if available is None else list(available)
+    if requested == 0:
+        n = max(d for d in range(1, len(available) + 1) if num_seeds % d == 0)
+    elif requested > len(available):
+        kind = available[0].platform if available else "none"
+        raise ConfigError(f"devices={requested} but jax.devices() has {len(available)} ({kind}); allowed: 0 (all "
+                          f"that divide num_seeds) or 1..{len(available)} (on the CPU, more host devices need "
+                          f"XLA_FLAGS=--xla_force_host_platform_device_count=N before jax is imported)")
+    elif num_seeds % requested:
+        raise ConfigError(f"devices={requested} does not divide num_seeds={num_seeds}; allowed: a device count "
+                          f"dividing num_seeds, or devices=0")
+    else:
+        n = requested
+    return available[:n]
+
+
 class JaxDriver:
+    """Runs the seed-vmapped trainer as one jitted program, on one device or with the seeds sharded.
+
+    ``devices`` (:func:`select_devices`) decides the layout: on one device the programs are
+    ``jit(vmap(f))``; on ``D > 1`` devices they are ``jit(shard_map(vmap(f)))`` over the mesh axis ``"seeds"``,
+    device ``d`` holding seeds ``d*S/D .. (d+1)*S/D - 1`` of every state leaf and metric. The seed keys are the
+    same either way (:func:`seed_keys`), so a seed's run depends on the device count only through float32
+    rounding (tests/test_sharding.py)."""
+
     def __init__(self, trainer):
         self.trainer = trainer
         self.num_seeds = trainer.config.num_seeds
-        self._chunk = jax.jit(jax.vmap(trainer.run_chunk, in_axes=(0, None)), static_argnums=1)
-        self._init = jax.jit(jax.vmap(trainer.init))  # compiled once per driver (resume calls init again)
+        self.devices = select_devices(trainer.config.devices, self.num_seeds)
+        if len(self.devices) > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+            self.mesh = Mesh(np.asarray(self.devices), (SEED_AXIS,))
+            self.sharding = NamedSharding(self.mesh, PartitionSpec(SEED_AXIS))
+        else:
+            self.mesh = self.sharding = None
+        self._chunk = jax.jit(self._chunk_fn, static_argnums=1)
+        self._init = jax.jit(self._per_device(jax.vmap(self.trainer.init)))  # once per driver (resume inits too)
         self._compiled: dict[int, Any] = {}
 
+    def _per_device(self, fn):
+        """``fn`` (seed-vmapped) as it runs: itself on one device, else on each device's block of seeds."""
+        if self.mesh is None:
+            return fn
+        from jax.sharding import PartitionSpec
+        # Every input leaf and output leaf has the seed axis first; no collective is used, so the
+        # replication check has nothing to verify (and is skipped for primitives it has no rule for).
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=PartitionSpec(SEED_AXIS),
+                             out_specs=PartitionSpec(SEED_AXIS), check_vma=False)
+
+    def _chunk_fn(self, state, n: int):
+        return self._per_device(jax.vmap(lambda s: self.trainer.run_chunk(s, n)))(state)
+
+    def _place(self, tree):
+        """Seed-sharded over the mesh (a restored checkpoint arrives on the host or on one device)."""
+        return tree if self.sharding is None else jax.device_put(tree, self.sharding)
+
     def init(self):
-        return self._init(seed_keys(self.trainer.config))
+        return self._init(self._place(seed_keys(self.trainer.config)))
 
     def compile(self, state, n: int) -> bool:
         if n in self._compiled:
             return False
-        self._compiled[n] = self._chunk.lower(state, n).compile()
+        self._compiled[n] = self._chunk.lower(self._place(state), n).compile()
         return True
 
     def run(self, state, n: int):
         self.compile(state, n)
-        state, metrics = self._compiled[n](state)
+        state, metrics = self._compiled[n](self._place(state))
         jax.block_until_ready(state)
         return state, metrics
 
@@ -94,6 +158,7 @@ class HostDriver:
             self.venv.close()
             raise
         self.num_seeds = 1
+        self.devices = jax.devices()[:1]  # the jitted policy and learning steps run on the default device
         self.env_s = 0.0
         self._act = jax.jit(self._act_fn)
         self._learn = jax.jit(self.trainer.learn)

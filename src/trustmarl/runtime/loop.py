@@ -240,7 +240,8 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
     logger = None
     if write:
         extra = {"host_env": {"name": trainer.spec.name, "global_state": driver.global_state}} \
-            if hasattr(driver, "global_state") else None
+            if hasattr(driver, "global_state") else {}
+        extra["devices_used"] = [str(d) for d in getattr(driver, "devices", [])]
         write_config(run_dir, trainer, extra)
         logger = RunLogger(run_dir, trainer.num_agents, steps_per_update,
                            resume_from=done_updates if resume else None)

@@ -184,6 +184,9 @@ class Config:
     devices: int = _f(1, "devices the seeds are sharded over (jax.sharding, one mesh axis 'seeds'): 1 runs on the "
                       "default device; n > 1 the first n of jax.devices(), n must divide num_seeds; 0 all of "
                       "them, or the most that divide num_seeds (docs/scaling.md); JAX envs only", low=0)
+    wandb: bool = _f(False, "also log the TensorBoard scalars to Weights & Biases (pip install 'trustmarl[wandb]'; "
+                     "WANDB_MODE=offline etc. are read by wandb itself)")
+    wandb_project: str = _f("", "W&B project; empty means $WANDB_PROJECT, else 'trustmarl'")
     stall_timeout: float = _f(1800.0, "seconds a jitted chunk (or its compilation) may run without finishing "
                               "before the run stops with the Python stacks and exit code 3; 0 disables "
                               "(docs/known-issues.md)", low=0)

@@ -1,6 +1,9 @@
 """Run-folder logs: ``metrics.csv`` (one row per seed and update), ``trust_region.csv`` (one row per seed,
 update and epoch) and TensorBoard scalars (seed means), from a chunk of metrics ``[S, n, ...]``.
 
+With ``wandb=true`` the same scalars as TensorBoard also go to Weights & Biases (:class:`WandbSink`; the
+package is optional: ``pip install 'trustmarl[wandb]'``).
+
 Rows logged after the last checkpoint are dropped on resume (:func:`_truncate_csv`; a row cut short by a
 kill is dropped too), and so are TensorBoard events (:func:`compact_tb`: the event files are rewritten into
 one holding each (tag, step) once, up to the checkpoint), so a resumed run has no duplicated or missing
@@ -13,7 +16,9 @@ import io
 import math
 import os
 import struct
+import uuid
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
@@ -22,10 +27,75 @@ from trustmarl.runtime import faults
 TR_PREFIX = "tr/"
 
 
-class RunLogger:
-    """Writes metrics.csv, trust_region.csv and TensorBoard scalars from chunk metrics [S, n, ...]."""
+WANDB_INSTALL = "pip install 'trustmarl[wandb]' (or pip install wandb)"
+WANDB_ID_FILE = "wandb_id.txt"
 
-    def __init__(self, run_dir: Path, num_agents: int, steps_per_update: int, resume_from: int | None = None):
+
+def require_wandb():
+    """The ``wandb`` module, or a one-line :class:`~trustmarl.config.ConfigError` saying how to install it
+    (checked before anything is compiled or written)."""
+    from trustmarl.config import ConfigError
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError(f"wandb=true needs the wandb package, which is not installed; allowed: "
+                          f"{WANDB_INSTALL}, or wandb=false") from None
+    return wandb
+
+
+class WandbSink:
+    """The run's TensorBoard scalars (seed means per update, step = env steps) sent to Weights & Biases.
+
+    ``wandb.init`` gets the run folder's name, the resolved config, ``resume="allow"`` and an id kept in the run
+    folder (``wandb_id.txt``), so ``trustmarl resume`` continues the same W&B run; everything else is wandb's own
+    settings and environment variables (``WANDB_MODE=offline`` logs to disk for a later ``wandb sync``,
+    ``WANDB_MODE=disabled``, ``WANDB_ENTITY``, ``WANDB_API_KEY``, ``WANDB_RUN_GROUP``, ...). Its files go in the
+    run folder unless ``WANDB_DIR`` says where; the project is ``project``, else ``$WANDB_PROJECT``, else
+    ``trustmarl``. A trial of ``trustmarl sweep`` (a run folder beside ``sweep.json``) is grouped by its sweep's
+    folder name unless ``WANDB_RUN_GROUP`` is set."""
+
+    def __init__(self, run_dir: Path, config: dict, project: str = "", resume: bool = False):
+        from trustmarl.config import ConfigError
+        wandb = require_wandb()
+        run_dir = Path(run_dir)
+        id_path = run_dir / WANDB_ID_FILE
+        run_id = id_path.read_text().strip() if resume and id_path.is_file() else ""
+        if not run_id:
+            run_id = uuid.uuid4().hex[:16]
+            tmp = id_path.with_name(id_path.name + ".tmp")
+            tmp.write_text(run_id + "\n")
+            os.replace(tmp, id_path)
+        kwargs: dict[str, Any] = {"name": run_dir.name, "id": run_id, "resume": "allow", "config": config}
+        if project or not os.environ.get("WANDB_PROJECT"):  # an explicit argument would outrank the variable
+            kwargs["project"] = project or "trustmarl"
+        if not os.environ.get("WANDB_DIR"):
+            kwargs["dir"] = str(run_dir)
+        if not os.environ.get("WANDB_RUN_GROUP") and (run_dir.parent / "sweep.json").is_file():
+            kwargs["group"] = run_dir.parent.name
+        try:
+            self.run = wandb.init(**kwargs)
+        except Exception as err:  # noqa: BLE001 - no login, no network, a bad setting: one line, nothing trained
+            raise ConfigError(f"wandb.init failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}; "
+                              f"`wandb login` (or WANDB_API_KEY), WANDB_MODE=offline to log without a server, or "
+                              f"wandb=false") from None
+        if self.run is None:  # wandb returns no run object in some modes; logging through the module still works
+            self.run = wandb
+
+    def log(self, scalars: dict, step: int):
+        """One update's scalars; W&B keeps only increasing steps (after a resume it keeps what the killed run
+        logged for the updates replayed since the checkpoint; on the CPU they are the same values)."""
+        self.run.log(scalars, step=int(step))
+
+    def finish(self, exit_code: int = 0):
+        self.run.finish(exit_code=exit_code)
+
+
+class RunLogger:
+    """Writes metrics.csv, trust_region.csv and TensorBoard scalars from chunk metrics [S, n, ...]; with
+    ``wandb_config`` (the resolved config as a dict) also the TensorBoard scalars to W&B (:class:`WandbSink`)."""
+
+    def __init__(self, run_dir: Path, num_agents: int, steps_per_update: int, resume_from: int | None = None,
+                 wandb_config: Optional[dict] = None, wandb_project: str = ""):
         self.dir = run_dir
         self.num_agents = num_agents
         self.steps_per_update = steps_per_update
@@ -45,6 +115,8 @@ class RunLogger:
                     header = next(csv.reader(fh), None)
                 if header:
                     self._fields[path] = header
+        self.wandb = WandbSink(run_dir, wandb_config, wandb_project, resume=resume_from is not None) \
+            if wandb_config is not None else None
         self.tb = EventWriter(run_dir / "tb", suffix=f".{os.getpid()}.u{resume_from or 0}")
 
     def _write(self, path: Path, rows: list[dict]):
@@ -101,13 +173,17 @@ class RunLogger:
                 rows.append(row)
             means = {k: float(np.nanmean(v[:, u])) for k, v in m.items()
                      if v.ndim == 2 and not k.startswith(TR_PREFIX) and np.isfinite(v[:, u]).any()}
+            step = update * self.steps_per_update
             for k, val in means.items():
-                self.tb.add_scalar(k, val, update * self.steps_per_update)
+                self.tb.add_scalar(k, val, step)
             if faults.armed("tb"):  # test-only: die with part of the chunk's events on disk
                 faults.hit("tb", self.tb.flush)
+            scalars = dict(means)
             if TR_PREFIX + "sum_tv" in m:
-                self.tb.add_scalar("trust_region/sum_tv", float(np.nanmean(m[TR_PREFIX + "sum_tv"][:, u, -1])),
-                                   update * self.steps_per_update)
+                scalars["trust_region/sum_tv"] = float(np.nanmean(m[TR_PREFIX + "sum_tv"][:, u, -1]))
+                self.tb.add_scalar("trust_region/sum_tv", scalars["trust_region/sum_tv"], step)
+            if self.wandb is not None:
+                self.wandb.log({**scalars, "update": update}, step)
             if math.isfinite(means.get("return_mean", float("nan"))):
                 self.last_return = means["return_mean"]
             if math.isfinite(means.get("win_rate", float("nan"))):
@@ -116,8 +192,12 @@ class RunLogger:
         self._write(self.tr_path, tr_rows)
         self.tb.flush()
 
-    def close(self):
+    def close(self, failed: bool = False):
+        """Close the TensorBoard file and finish the W&B run (exit code 1 when the run stops on an error)."""
         self.tb.close()
+        if self.wandb is not None:
+            sink, self.wandb = self.wandb, None
+            sink.finish(exit_code=1 if failed else 0)
 
 
 def _write_error(path: Path, err: OSError):

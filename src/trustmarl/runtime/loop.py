@@ -153,6 +153,9 @@ def train(config: Config, run_dir: Optional[Path] = None, resume: bool = False, 
     Raises :class:`~trustmarl.runtime.errors.NonFiniteError`, :class:`~trustmarl.runtime.errors.RunInterrupted`
     (Ctrl-C/SIGTERM, after a checkpoint) and :class:`~trustmarl.runtime.errors.CheckpointWriteError`.
     """
+    if write and (driver.trainer.config if driver is not None else config).wandb:
+        from trustmarl.runtime.logging import require_wandb
+        require_wandb()  # before a driver is built, an env started or a run folder made
     driver = driver if driver is not None else make_driver(config, env)
     try:
         return _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_metrics,
@@ -244,7 +247,9 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
         extra["devices_used"] = [str(d) for d in getattr(driver, "devices", [])]
         write_config(run_dir, trainer, extra)
         logger = RunLogger(run_dir, trainer.num_agents, steps_per_update,
-                           resume_from=done_updates if resume else None)
+                           resume_from=done_updates if resume else None,
+                           wandb_config=_wandb_config(trainer, driver) if c.wandb else None,
+                           wandb_project=c.wandb_project)
     progress = _Progress(c.progress, n_total * steps_per_update, console)
     progress.start(done_updates * steps_per_update)
     t0 = time.perf_counter()
@@ -264,7 +269,7 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
     finally:
         progress.stop()
         if logger is not None:
-            logger.close()
+            logger.close(failed=sys.exc_info()[0] is not None)
     wall = time.perf_counter() - t0 - compile_s
     summary: dict[str, Any] = {
         "run_dir": str(run_dir) if write else None, "final_return": last_return, "final_win_rate": last_win,
@@ -287,6 +292,12 @@ def _loop(driver, run_dir, resume, console, write, plot, num_updates, collect_me
         summary["metrics"] = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]} \
             if history else {}
     return summary
+
+
+def _wandb_config(trainer, driver) -> dict:
+    """What W&B records as the run's config: the resolved keys, the derived values, the devices used."""
+    return {**trainer.config.to_dict(), "derived": trainer.derived._asdict(), "num_agents_env": trainer.num_agents,
+            "devices_used": [str(d) for d in getattr(driver, "devices", [])]}
 
 
 def _chunks(driver, state, run_dir, write, n_total, chunk, ckpt_every, done_updates, last_ckpt, steps_run,

@@ -1,4 +1,7 @@
 """The paper-experiment plans: budgets, maps, clip values, validation (no training here)."""
+import math
+
+import numpy as np
 import pytest
 
 from trustmarl.analysis import reproduce
@@ -100,3 +103,82 @@ def test_reproduce_runs_plans_keeps_finished_runs_and_fig10_reads_fig9(tmp_path,
     assert calls == []  # every run was done for Fig. 9 and is read, not rerun
     assert png10 == tmp_path / "sun2022-fig9" / "sun2022-fig10.png" and png10.is_file()
     assert not (tmp_path / "sun2022-fig10").exists()
+
+
+def _fake_train_seeds(calls):
+    """Stand-in trainer that writes ``num_seeds`` seeds per run folder (a ``seed`` column, as the trainer's
+    vmapped runs do): seed s has return u + s at update u, ratio_max 1 + 0.1 (s + 1) and tv_i 0.01 (s + 1)."""
+    import csv
+    import json
+
+    def train(config, run_dir):
+        calls.append((config.run_name, config.num_seeds))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), default=str))
+        cols = ["seed", "update", "env_steps", "return_mean", "win_rate", "sum_tv", "joint_tv_bound", "ratio_min",
+                "ratio_max", "tv_0", "tv_1"]
+        for table, epochs in (("metrics.csv", [None]), ("trust_region.csv", [1, 2])):
+            with (run_dir / table).open("w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(cols + ([] if epochs == [None] else ["epoch"]))
+                for s in range(config.num_seeds):
+                    for u in range(3):
+                        for e in epochs:
+                            tv = 0.01 * (s + 1)
+                            row = [s, u, (u + 1) * 100, u + s, 0.1 * s, 2 * tv, 2 * tv, 1 - 0.1 * (s + 1),
+                                   1 + 0.1 * (s + 1), tv, tv]
+                            w.writerow(row + ([] if e is None else [e]))
+        summary = {"final_return": 2.0, "final_win_rate": 0.5, "env_steps_per_s": 1.0}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return summary
+    return train
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure drawn, by experiment name (the matplotlib Figure, captured as it is saved)."""
+    from trustmarl import runtime as run
+    from trustmarl.analysis import figures
+    calls, figs = [], []
+    save = figures._save
+    monkeypatch.setattr(run, "train", _fake_train_seeds(calls))
+    monkeypatch.setattr(figures, "_save", lambda fig, out: figs.append(fig) or save(fig, out))
+    return calls, figs
+
+
+def test_reproduce_seeds_draws_every_figure_as_mean_and_spread_over_seeds(tmp_path, drawn):
+    """``reproduce(..., seeds=3)`` runs every configuration with num_seeds=3, and every figure labels its curves
+    n=3 and draws a band over the seeds: on Fig. 3's return panel the line is the seeds' mean u + 1 and the
+    band ± their std sqrt(2/3); on Fig. 1 the max-ratio line is 1.2 with a band of ± 0.1·sqrt(2/3)."""
+    calls, figs = drawn
+    for name in [n for n in reproduce.EXPERIMENTS if n.startswith("sun2022-")]:  # every figure kind
+        figs.clear()
+        reproduce.reproduce(name, tmp_path, budget=0.001, seeds=3)
+        shared = reproduce.EXPERIMENTS[name].shares  # Fig. 5, 6, 10 draw runs made for Fig. 4 and 9
+        assert (shared or calls) and all(n == 3 for _, n in calls), name
+        (fig,) = figs
+        labels = [line.get_label() for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert labels and all(label.endswith("(n=3)") for label in labels), (name, labels)
+        assert any(ax.collections for ax in fig.axes), name  # the spread bands
+        if name == "sun2022-fig3":
+            ax = next(a for a in fig.axes if a.get_ylabel() == "return")
+            line = ax.get_lines()[0]
+            np.testing.assert_allclose(line.get_ydata(), [1.0, 2.0, 3.0])
+            band = ax.collections[0].get_paths()[0].vertices[:, 1]
+            assert band.max() == pytest.approx(3.0 + math.sqrt(2 / 3)) and band.min() == pytest.approx(1 - math.sqrt(2 / 3))
+        if name == "sun2022-fig1":
+            ax = fig.axes[0]
+            np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [1.2, 1.2])  # mean of 1.1, 1.2, 1.3
+            spans = [c.get_paths()[0].vertices[:, 1] for c in ax.collections[:3]]
+            widths = sorted(float(v.max() - v.min()) for v in spans)
+            # extremes 0.7..1.3 (0.6 wide); ± std bands 2·0.1·sqrt(2/3) wide around 1.2 and 0.8
+            assert widths == pytest.approx(sorted([0.6, 0.2 * math.sqrt(2 / 3), 0.2 * math.sqrt(2 / 3)]), abs=1e-6)
+        calls.clear()
+
+
+def test_cli_reproduce_takes_seeds(tmp_path, drawn):
+    from trustmarl import cli
+    calls, _ = drawn
+    assert cli.main(["reproduce", "sun2022-fig7", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    assert len(calls) == 8 and {n for _, n in calls} == {2}
+    assert cli.main(["reproduce", "sun2022-fig7", "--seeds", "0", "--out", str(tmp_path)]) == 2

@@ -114,6 +114,15 @@ def _legend(ax) -> None:
         ax.legend(fontsize="small")
 
 
+def _seed_masks(run: Run, table: str) -> list[np.ndarray]:
+    """Row masks of ``table``, one per value of its ``seed`` column (one mask of every row without one)."""
+    seeds = run.table(table).get("seed")
+    n = len(next(iter(run.table(table).values())))
+    if seeds is None or not np.isfinite(seeds).any():
+        return [np.ones(n, dtype=bool)]
+    return [seeds == s for s in np.unique(seeds[np.isfinite(seeds)])]
+
+
 def _clip_range(run: Run) -> tuple[float, float] | None:
     eps = run.get("clip")
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
@@ -138,8 +147,9 @@ def plot_ratio_range(
     """Fig. 1: min and max ratio against the optimisation epoch, one line pair per clip value.
 
     Reads ``trust_region.csv``.  At each epoch the solid (max) and dashed (min) lines are the mean
-    over updates and seeds of ``ratio_max`` / ``ratio_min`` (already extremes over agents and
-    samples); the shaded band reaches the most extreme value seen.  ``update`` restricts to one
+    over seeds of each seed's mean over updates of ``ratio_max`` / ``ratio_min`` (already extremes over
+    agents and samples); with several seeds a darker band around each line is ± one std over seeds; the
+    light band reaches the most extreme value seen.  ``update`` restricts to one
     update number, or ``"first"`` to each run's first update (the paper's "first round of actor
     update").  Dotted lines mark each group's clip range.  One panel per ``facet`` value.
     """
@@ -153,31 +163,43 @@ def plot_ratio_range(
     plotted = 0
     for ax, (fval, frun) in zip(axes[0], facets):
         for gval, grun in _group(frun, group_by):
-            epochs_all, lo_all, hi_all = [], [], []
+            per_seed = []  # (epochs, mean ratio_min, mean ratio_max, extreme min, extreme max) of each seed
             for run in grun:
-                ep = run.column("trust_region", "epoch")
-                sel = np.isfinite(ep)
-                if update is not None:
-                    upd = run.column("trust_region", "update")
-                    target = np.nanmin(upd) if update == "first" else float(update)
-                    sel &= upd == target
-                epochs_all.append(ep[sel])
-                lo_all.append(run.column("trust_region", "ratio_min")[sel])
-                hi_all.append(run.column("trust_region", "ratio_max")[sel])
-            ep, lo, hi = (np.concatenate(a) for a in (epochs_all, lo_all, hi_all))
-            if not len(ep):
+                ep_all = run.column("trust_region", "epoch")
+                for seed_rows in _seed_masks(run, "trust_region"):
+                    sel = seed_rows & np.isfinite(ep_all)
+                    if update is not None:
+                        upd = run.column("trust_region", "update")
+                        target = np.nanmin(upd[seed_rows]) if update == "first" else float(update)
+                        sel &= upd == target
+                    ep = ep_all[sel]
+                    if not len(ep):
+                        continue
+                    lo, hi = run.column("trust_region", "ratio_min")[sel], run.column("trust_region", "ratio_max")[sel]
+                    xs = np.unique(ep)
+                    per_seed.append((xs, *(np.array([f(v[ep == e]) for e in xs])
+                                           for f, v in ((np.nanmean, lo), (np.nanmean, hi), (np.nanmin, lo),
+                                                        (np.nanmax, hi)))))
+            if not per_seed:
                 continue
-            xs = np.unique(ep)
-            mean_hi = np.array([np.nanmean(hi[ep == e]) for e in xs])
-            mean_lo = np.array([np.nanmean(lo[ep == e]) for e in xs])
-            ext_hi = np.array([np.nanmax(hi[ep == e]) for e in xs])
-            ext_lo = np.array([np.nanmin(lo[ep == e]) for e in xs])
+            # epochs every seed has (the seeds of one experiment share them)
+            xs = per_seed[0][0]
+            for p in per_seed[1:]:
+                xs = np.intersect1d(xs, p[0])
+            pick = lambda p, k: p[k][np.searchsorted(p[0], xs)]  # noqa: E731
+            seed_lo, seed_hi = (np.stack([pick(p, k) for p in per_seed]) for k in (1, 2))
+            mean_lo, mean_hi = seed_lo.mean(0), seed_hi.mean(0)
+            ext_lo = np.min([pick(p, 3) for p in per_seed], axis=0)
+            ext_hi = np.max([pick(p, 4) for p in per_seed], axis=0)
             color = colors[gval]
-            label = _curve_label(group_by, gval, show, _n_seeds(grun, "trust_region"))
+            label = _curve_label(group_by, gval, show, len(per_seed))
             plotted += 1
             ax.plot(xs, mean_hi, color=color, label=label)
             ax.plot(xs, mean_lo, color=color, linestyle="--")
             ax.fill_between(xs, ext_lo, ext_hi, color=color, alpha=0.12, linewidth=0)
+            if len(per_seed) > 1:  # mean ± std over seeds of each line
+                for m, sd in ((mean_hi, seed_hi.std(0)), (mean_lo, seed_lo.std(0))):
+                    ax.fill_between(xs, m - sd, m + sd, color=color, alpha=0.3, linewidth=0)
             bounds = _clip_range(grun[0])
             if bounds is not None:
                 for b in bounds:
@@ -193,13 +215,22 @@ def plot_ratio_range(
     return _save(fig, out)
 
 
-def _ecdf(ax, values: np.ndarray, label: str, color: str) -> None:
-    values = np.sort(values[np.isfinite(values)])
-    if not len(values):
+def _ecdf(ax, per_seed: list[np.ndarray], label: str, color: str) -> None:
+    """The pooled empirical CDF of every seed's values, and with several seeds a band of ± one std over the
+    seeds' own CDFs, evaluated at every pooled value."""
+    per_seed = [v[np.isfinite(v)] for v in per_seed]
+    per_seed = [v for v in per_seed if len(v)]
+    if not per_seed:
         return
+    values = np.sort(np.concatenate(per_seed))
     frac = np.arange(1, len(values) + 1) / len(values)
     xs, ys = np.concatenate([[values[0]], values]), np.concatenate([[0.0], frac])
     ax.step(xs, ys, where="post", color=color, label=label)
+    if len(per_seed) > 1:
+        cdfs = np.stack([np.searchsorted(np.sort(v), values, side="right") / len(v) for v in per_seed])
+        mean, sd = cdfs.mean(0), cdfs.std(0)
+        ax.fill_between(values, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), step="post", color=color,
+                        alpha=0.2, linewidth=0)
 
 
 def plot_tv_cdf(
@@ -212,7 +243,8 @@ def plot_tv_cdf(
     """Fig. 2 / 7: empirical CDFs of the per-agent TV (left) and of the summed TV (right).
 
     Left: every ``tv_<i>`` value (all agents, all rows, all seeds of a group) pooled -- the
-    decentralised trust region E_s D_TV(pi_i, pi~_i).  Right: ``sum_tv`` -- the centralised trust
+    decentralised trust region E_s D_TV(pi_i, pi~_i); with several seeds a band of ± one std over the
+    seeds' own CDFs.  Right: ``sum_tv`` -- the centralised trust
     region alpha of Theorem 4.3.  ``source`` is ``"metrics"`` (one value per update) or
     ``"trust_region"`` (one per optimisation epoch, as in Fig. 7).  One curve per group; labels
     show the grouping keys that vary (clip for Fig. 2 left, number of agents for Fig. 2 right, epochs
@@ -231,10 +263,9 @@ def plot_tv_cdf(
     for gi, (gval, grun) in enumerate(_group(runs_, group_by)):
         color = f"C{gi % 10}"
         label = _curve_label(group_by, gval, show, _n_seeds(grun, source))
-        per_agent = np.concatenate(
-            [run.column(source, c) for run in grun for c in run.agent_columns(source, "tv")]
-        )
-        summed = np.concatenate([run.column(source, "sum_tv") for run in grun])
+        per_agent = [np.concatenate([run.column(source, c)[rows] for c in run.agent_columns(source, "tv")])
+                     for run in grun for rows in _seed_masks(run, source)]
+        summed = [run.column(source, "sum_tv")[rows] for run in grun for rows in _seed_masks(run, source)]
         _ecdf(axes[0, 0], per_agent, label, color)
         _ecdf(axes[0, 1], summed, label, color)
     axes[0, 0].set_xlabel(r"$\mathbb{E}_s D_{TV}(\pi_i, \tilde\pi_i)$ per agent")

@@ -57,3 +57,82 @@ def test_layer_norm_dense_module_params():
     p = m.init(jax.random.PRNGKey(0), jnp.zeros((2, 6)))["params"]
     assert {k: v.shape for k, v in p.items()} == {"scale": (6,), "bias": (6,), "kernel": (6, 4),
                                                    "dense_bias": (4,)}
+
+
+# ----------------------------------------------------------------------------- precision=bf16 (opt-in)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_bf16_matmul_rounds_operands_and_accumulates_in_float32(jit):
+    """bfloat16 keeps 8 significant bits: 1 + 2⁻⁸ rounds to 1 (a tie, to even), 2⁻⁸ is exact. So
+    [1 + 2⁻⁸, 2⁻⁸]·[1, 1] is 1.0078125 in float32 and 1.00390625 in bf16 mode: the operand rounded, the sum
+    accumulated and returned in float32 (a bfloat16 result would round it to 1.0)."""
+    from trustmarl.networks import matmul
+    a, b = jnp.array([[1 + 2.0**-8, 2.0**-8]]), jnp.ones((2, 1))
+    f = jax.jit(matmul, static_argnums=2) if jit else matmul
+    assert float(f(a, b, "float32")[0, 0]) == 1.0078125
+    out = f(a, b, "bf16")
+    assert out.dtype == jnp.float32 and float(out[0, 0]) == 1.00390625
+
+
+def test_bf16_layer_norm_dense_close_to_float32_values_and_gradients():
+    args = [a.astype(jnp.float32) for a in _args()]
+    np.testing.assert_allclose(layer_norm_dense(*args, "bf16"), layer_norm_dense(*args), rtol=3e-2, atol=3e-2)
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(3, 7, 5)).astype(np.float32))
+    grads = {p: jax.grad(lambda *a: jnp.sum(jnp.tanh(layer_norm_dense(*a, p)) * w), argnums=(1, 2, 3, 4))(*args)
+             for p in ("float32", "bf16")}
+    for g, r in zip(grads["bf16"], grads["float32"]):
+        assert g.dtype == jnp.float32
+        np.testing.assert_allclose(g, r, rtol=5e-2, atol=5e-2)
+    with pytest.raises(ValueError, match="precision='fp8' is not one of float32, bf16"):
+        layer_norm_dense(*args, "fp8")
+
+
+def _dot_operand_dtypes(jaxpr) -> list[set]:
+    """Operand dtypes of every dot_general in ``jaxpr`` and its sub-jaxprs (scan bodies, custom rules)."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            out.append({v.aval.dtype for v in eqn.invars})
+        for param in eqn.params.values():
+            for sub in (param if isinstance(param, (list, tuple)) else [param]):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out.extend(_dot_operand_dtypes(inner))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bf16_run():
+    """A tiny MAPPO-GRU run (input LayerNorm, GRU, dense layers: every product kind) with precision=bf16."""
+    from conftest import tiny
+    from trustmarl.trainers import make_train
+    trainer = make_train(tiny(algo="mappo", env="mpe_spread", num_agents=2, network="gru", hidden=(16,),
+                              layer_norm_input=True, precision="bf16"))
+    state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
+    return trainer, state, metrics
+
+
+def test_bf16_run_keeps_parameters_and_optimiser_state_float32(bf16_run):
+    trainer, state, metrics = bf16_run
+    learner = state.learner
+    floats = [x for x in jax.tree.leaves((learner.actor_params, learner.critic_params, learner.actor_opt,
+                                          learner.critic_opt)) if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert floats and {x.dtype for x in floats} == {jnp.dtype(jnp.float32)}
+    assert int(np.asarray(metrics["nonfinite"]).max()) == 0
+    assert np.isfinite(np.asarray(metrics["policy_loss"])).all() and np.isfinite(np.asarray(metrics["value_loss"])).all()
+    # the products really are bfloat16: the actor's forward pass has bf16 dot_generals, the float32 one none
+    batch_x = jnp.zeros((2, 1, trainer.num_agents, trainer.actor_in_dim))
+    h = jnp.zeros((1, trainer.num_agents, trainer.hidden_size))
+    avail = jnp.ones((2, 1, trainer.num_agents, trainer.spec.num_actions), bool)
+    from trustmarl.networks import apply_agents
+    closed = jax.make_jaxpr(lambda p: apply_agents(trainer.actor, p, h, batch_x, jnp.zeros((2, 1), bool),
+                                                   avail))(learner.actor_params)
+    dots = _dot_operand_dtypes(closed.jaxpr)
+    assert len(dots) >= 4 and all(d == {jnp.dtype(jnp.bfloat16)} for d in dots), dots
+
+
+def test_precision_is_validated():
+    from trustmarl.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="precision='fp16' is not one of float32, bf16"):
+        Config.build({"precision": "fp16"})

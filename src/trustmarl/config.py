@@ -174,6 +174,9 @@ class Config:
     layer_norm_input: bool = _f(False, "LayerNorm on network inputs (MAPPO feature normalisation)")
     share_params: bool = _f(True, "one parameter set for all agents (else one per agent, vmapped)")
     agent_id: bool = _f(False, "append the agent's one-hot id to its observation")
+    precision: str = _f("float32", "matrix products of the networks: float32, or bf16 (bfloat16 operands, float32 "
+                        "accumulation and results; parameters and optimiser state stay float32; networks.py)",
+                        choices=("float32", "bf16"), section="on_policy")
     # --- running ------------------------------------------------------------------------------------------
     out_dir: str = _f("runs", "folder under which the run folder is made")
     run_name: str = _f("", "run folder name; empty gives <algo>_<env>_<time>")

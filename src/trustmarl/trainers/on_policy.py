@@ -179,9 +179,10 @@ class OnPolicyTrainer:
         self.actor_in_dim = spec.obs_dim + (A if c.agent_id else 0)
         self.critic_in_dim = critic_input_dim(c.critic_input, spec.obs_dim, spec.state_dim, A, c.agent_id)
         actor = Actor(num_actions=spec.num_actions, discrete=spec.discrete, hidden=c.hidden,
-                      recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input)
+                      recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input,
+                      precision=c.precision)
         critic = Critic(hidden=c.hidden, recurrent=self.recurrent, activation=c.activation,
-                        layer_norm_input=c.layer_norm_input)
+                        layer_norm_input=c.layer_norm_input, precision=c.precision)
         self.actor = AgentNets(actor, c.share_params, A, self.hidden_size)
         self.critic = AgentNets(critic, c.share_params, A, self.hidden_size)
         per_agent = not c.share_params

@@ -256,8 +256,11 @@ class OffPolicyTrainer:
             critic = self.critic.init(k_c, obs, act, self.attend_mask(jnp.ones((A,), bool)))
         else:
             critic = self.critic.init(k_c, obs, self.rows(act))
-        return OffLearner(actor, critic, actor, critic, self.actor_tx.init(actor), self.critic_tx.init(critic),
-                          self.rule.init_extra(self, k_x, actor), F.reward_stats_init(A), jnp.zeros((), jnp.int32))
+        learner = OffLearner(actor, critic, actor, critic, self.actor_tx.init(actor), self.critic_tx.init(critic),
+                             self.rule.init_extra(self, k_x, actor), F.reward_stats_init(A), jnp.zeros((), jnp.int32))
+        # strong dtypes throughout: a weakly typed leaf (a Python-scalar fill) would make the state returned by a
+        # jitted step differ in type from a fresh one, and every jitted function compile twice
+        return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), learner)
 
     def _item(self) -> Experience:
         A, U, O = self.num_agents, self.num_actions, self.spec.obs_dim

@@ -122,7 +122,8 @@ class Config:
     value_clip: bool = _f(True, "clip the value update to +-clip_eps around the old value", section="on_policy")
     value_clip_eps: float = _f(0.0, "value clip range; 0 means the same as the policy clip_eps", low=0, section="on_policy")
     huber_delta: float = _f(0.0, "Huber loss threshold for the value loss; 0 gives the squared error", low=0, section="on_policy")
-    adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over active entries of the minibatch", section="on_policy")
+    adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over the active entries of the whole rollout "
+                        "(once per update, before the minibatches)", section="on_policy")
     use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics", section="on_policy")
     bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)", section="on_policy")
     # --- off-policy family (MADDPG, MAAC, MAMD, MAMT; Li et al. Table 3) ---------------------------------------

@@ -196,7 +196,7 @@ def spread_batch():
     t = make_train(_config("maddpg"))
     state = jax.jit(t.init)(jax.random.PRNGKey(0))
     runner, buf, count, trace = jax.jit(t.collect)(state, jax.random.PRNGKey(1))
-    stats = F.reward_stats_update(F.reward_stats_init(2), trace[4])
+    stats = F.reward_stats_update(F.reward_stats_init(2), trace.reward)
     b = jax.jit(t.sample)(buf, stats, jax.random.PRNGKey(2))
     return t, state, buf, count, b
 
@@ -298,3 +298,19 @@ def test_maddpg_learns_spread_two_agents(maddpg_run):
     assert np.all(m["nonfinite"] == 0)
     assert m["learning"][0] == 0 and m["learning"][-1] == 1  # warm-up until learning_starts transitions
     assert set(m) == set(t.metric_schema)
+
+
+def test_host_path_collects_and_learns():
+    """The host path (PettingZoo Pursuit in-process) goes through the same learning phase."""
+    import functools
+
+    from pettingzoo.sisl import pursuit_v5
+
+    from trustmarl.runtime.loop import host_train
+    fn = functools.partial(pursuit_v5.parallel_env, max_cycles=10, n_evaders=5, n_pursuers=2)
+    c = Config.build(algo="maddpg", env="pursuit", num_envs=2, collect_steps=5, gradient_steps=1, batch_size=16,
+                     learning_starts=16, total_env_steps=2 * 5 * 3, hidden=(16, 16), progress=False)
+    m = host_train(c, fn, async_=False)["metrics"]
+    np.testing.assert_array_equal(m["learning"], [0.0, 1.0, 1.0])  # 10 transitions < 16, then 20, 30
+    assert np.isnan(m["critic_loss"][0]) and np.all(np.isfinite(m["critic_loss"][1:]))
+    assert m["episodes"].sum() == 2 and np.all(m["nonfinite"] == 0)

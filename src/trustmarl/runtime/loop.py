@@ -127,16 +127,27 @@ def host_env_fn(config: Config):
     return resolve_env(config.env).make(**(json.loads(config.env_options) if config.env_options else {}))
 
 
+def host_driver_class(config: Config):
+    """The host-path driver of the config's algorithm family (on-policy: rollouts then ``learn``; off-policy:
+    collection into the replay buffer then the learning phase)."""
+    from trustmarl.algos import ALGORITHMS
+    from trustmarl.runtime.drivers import HostDriver
+    if config.algo in ALGORITHMS and ALGORITHMS[config.algo].family == "off_policy":
+        from trustmarl.offpolicy.host import OffPolicyHostDriver
+        return OffPolicyHostDriver
+    return HostDriver
+
+
 def make_driver(config: Config, env=None, **host_options):
     """The driver for ``config``: the host driver for host-path envs (``host_options`` go to
     :class:`~trustmarl.runtime.drivers.HostDriver`), else the JAX driver (``env``: an already-built JAX
     env, e.g. ``as_jax_env(my_env)``)."""
     from trustmarl.envs import resolve_env
-    from trustmarl.runtime.drivers import HostDriver, JaxDriver
+    from trustmarl.runtime.drivers import JaxDriver
     from trustmarl.trainers import make_train
     entry = resolve_env(config.env)
     if env is None and entry.host:
-        return HostDriver(config, host_env_fn(config), **host_options)
+        return host_driver_class(config)(config, host_env_fn(config), **host_options)
     return JaxDriver(make_train(config, env=env))
 
 
@@ -400,12 +411,11 @@ def host_train(config: Config, env_fn: Callable[[], Any], run_dir=None, *, num_u
 
     Returns the run summary plus ``metrics``: numpy arrays ``[updates, ...]`` of the updates run.
     """
-    from trustmarl.runtime.drivers import HostDriver
     if num_updates is not None and (not isinstance(num_updates, int) or num_updates < 1):
         raise ValueError(f"num_updates={num_updates!r} must be a positive integer")
     if resume and run_dir is None:
         raise ValueError("resume=True needs run_dir (the folder holding the checkpoints)")
-    driver = HostDriver(config, env_fn, async_=async_, episode_limit=episode_limit, context=context)
+    driver = host_driver_class(config)(config, env_fn, async_=async_, episode_limit=episode_limit, context=context)
     summary = train(config, Path(run_dir) if run_dir is not None else None, resume, console, driver=driver,
                     write=run_dir is not None, plot=plot, num_updates=num_updates, collect_metrics=True)
     summary["metrics"] = {k: v[0] for k, v in summary["metrics"].items()}

@@ -81,6 +81,17 @@ class OffLearner(NamedTuple):
     grad_steps: jax.Array  # int32, gradient steps done
 
 
+class CollectTrace(NamedTuple):
+    """What a collection reports besides the buffer, ``[T, E, ...]``."""
+
+    done: jax.Array  # [T,E] an episode ended at step t
+    ret: jax.Array  # [T,E] its team return (valid where done)
+    length: jax.Array  # [T,E]
+    won: jax.Array  # [T,E]
+    reward: jax.Array  # [T,E,A]
+    env_ok: jax.Array  # [T] observations and rewards finite
+
+
 class OffRunner(NamedTuple):
     env_state: AdapterState  # batched over E
     timestep: Timestep
@@ -317,8 +328,9 @@ class OffPolicyTrainer:
             exp = Experience(ts.obs, ts.avail, pol.action.astype(jnp.int32), nts.reward, nts.final_obs,
                              jnp.where(ended, True, nts.avail), nts.terminated.astype(jnp.float32), ts.active)
             ep = nts.episode
-            trace = (ep.done, ep.returned_return, ep.returned_length.astype(jnp.float32), ep.returned_won,
-                     nts.reward, jnp.all(jnp.isfinite(nts.obs)) & jnp.all(jnp.isfinite(nts.reward)))
+            trace = CollectTrace(ep.done, ep.returned_return, ep.returned_length.astype(jnp.float32),
+                                 ep.returned_won, nts.reward,
+                                 jnp.all(jnp.isfinite(nts.obs)) & jnp.all(jnp.isfinite(nts.reward)))
             return (OffRunner(env_state, nts), self.buffer.add(buf, exp)), trace
 
         (runner, buf), trace = jax.lax.scan(step, (state.runner, state.buffer),
@@ -388,11 +400,16 @@ class OffPolicyTrainer:
     def update(self, state: OffTrainState, _=None):
         rng, k_col, k_learn = jax.random.split(state.rng, 3)
         runner, buf, count, trace = self.collect(state, k_col)
-        done, ret, length, won, rewards, env_ok = trace
-        stats = F.reward_stats_update(state.learner.reward_stats, rewards)
-        learner = state.learner._replace(reward_stats=stats)
+        learner, metrics = self.learn_phase(state.learner, buf, count, trace, k_learn)
+        return OffTrainState(learner, buf, runner, rng, state.update + 1, count), metrics
+
+    def learn_phase(self, learner: OffLearner, buf, count, trace: "CollectTrace", key):
+        """Everything after the collection: reward statistics, the gated gradient steps, the metrics. The host
+        path (:mod:`trustmarl.offpolicy.host`) runs the very same function after collecting on the host."""
+        stats = F.reward_stats_update(learner.reward_stats, trace.reward)
+        learner = learner._replace(reward_stats=stats)
         ready = count >= self.learn_start
-        shapes = jax.eval_shape(self.learn, learner, buf, k_learn)
+        shapes = jax.eval_shape(self.learn, learner, buf, key)
 
         def skip(lr, bf, k):
             nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype) if jnp.issubdtype(s.dtype, jnp.floating)
@@ -400,7 +417,7 @@ class OffPolicyTrainer:
             last = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[2])
             return lr, nan, last
 
-        new, m, last = jax.lax.cond(ready, self.learn, skip, learner, buf, k_learn)
+        new, m, last = jax.lax.cond(ready, self.learn, skip, learner, buf, key)
         before = self.logits(learner.actor_params, last.obs, last.avail)
         after = self.logits(new.actor_params, last.obs, last.avail)
         mask = last.active.astype(jnp.float32)
@@ -408,18 +425,18 @@ class OffPolicyTrainer:
         grads_ok = jnp.all(m.pop("grads_finite"))
         out = {k: jnp.nanmean(v, 0) for k, v in m.items()}
         out["kl_iteration"] = jnp.where(ready, kl, jnp.nan)
-        d = done.astype(jnp.float32)
+        d = trace.done.astype(jnp.float32)
         n_done = d.sum()
         mean_done = lambda x: jnp.where(n_done > 0, (x * d).sum() / jnp.maximum(n_done, 1.0), jnp.nan)  # noqa
-        out.update({"return_mean": mean_done(ret), "episode_length": mean_done(length), "episodes": n_done,
-                    "reward_mean": rewards.mean(), "learning": ready.astype(jnp.float32)})
+        out.update({"return_mean": mean_done(trace.ret), "episode_length": mean_done(trace.length),
+                    "episodes": n_done, "reward_mean": trace.reward.mean(), "learning": ready.astype(jnp.float32)})
         if self.spec.has_win:
-            out["win_rate"] = mean_done(won)
+            out["win_rate"] = mean_done(trace.won)
         losses_ok = jnp.isfinite(out["critic_loss"]) & jnp.isfinite(out["policy_loss"]) | ~ready
         params_ok = _all_finite((new.actor_params, new.critic_params))
-        bad = [~jnp.all(env_ok), ~losses_ok, ~grads_ok, ~params_ok]
+        bad = [~jnp.all(trace.env_ok), ~losses_ok, ~grads_ok, ~params_ok]
         out["nonfinite"] = sum(jnp.where(x, bit, 0) for x, bit in zip(bad, (1, 2, 4, 8))).astype(jnp.int32)
-        return OffTrainState(new, buf, runner, rng, state.update + 1, count), out
+        return new, out
 
     # -- whole runs -------------------------------------------------------------------------------------------
     def __call__(self, rng: jax.Array):
@@ -441,5 +458,5 @@ def effective_buffer_size(config: Config, num_agents: int) -> int:
     return max(config.batch_size, min(config.buffer_size, d.env_steps))
 
 
-__all__ = ["OffPolicyTrainer", "OffTrainState", "OffLearner", "OffBatch", "Experience", "METRIC_SCHEMA",
+__all__ = ["OffPolicyTrainer", "OffTrainState", "OffLearner", "OffBatch", "Experience", "CollectTrace", "METRIC_SCHEMA",
            "effective_buffer_size"]

@@ -242,6 +242,29 @@ def test_mamd_with_unbounded_trust_region_is_maac(spread_batch):
     assert np.all(np.asarray(m["kl_old"]) > 0)
 
 
+def test_ppo_step_at_the_old_policy_is_the_counterfactual_policy_gradient(spread_batch):
+    """MAMT-PPO's step with π = π^old (ratio 1, inside any clip) and α → 0 is MAAC's actor gradient with α → 0:
+    −E[∇log π_i(a_i)·(Q_i − b_i)], the same sampled actions (one key) and the same baseline."""
+    from trustmarl.algos.maac import soft_actor_terms
+    from trustmarl.algos.mamd import ppo_actor_terms
+    b = spread_batch[4]
+    t = make_train(_config("mamt", policy_update="ppo", reward_scale=1e30))
+    lr = t.init_learner(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(3)
+    delta = jnp.full((2,), 0.1)
+
+    @jax.jit
+    def grads(p):
+        g_ppo = jax.grad(lambda q: ppo_actor_terms(t, q, lr.critic_params, b, key, delta, p)[0])(p)
+        g_pg = jax.grad(lambda q: soft_actor_terms(t, q, lr.critic_params, b, key)[0])(p)
+        return g_ppo, g_pg
+
+    g_ppo, g_pg = grads(lr.actor_params)
+    flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])  # noqa: E731
+    np.testing.assert_allclose(flat(g_ppo), flat(g_pg), rtol=1e-4, atol=1e-6)
+    assert np.abs(flat(g_pg)).max() > 1e-4
+
+
 def test_mamt_before_step_keeps_budget_and_reports(spread_batch):
     b = spread_batch[4]
     t = make_train(_config("mamt", trust_region=0.5, delta_delay=1))

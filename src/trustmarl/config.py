@@ -168,6 +168,9 @@ class Config:
                         section="off_policy")
     delta_delay: int = _f(2, "MAMT: decomposition-network steps per trust-region step (two timescales, eq. 8)",
                           low=1, section="off_policy")
+    policy_update: str = _f("mirror", "MAMD/MAMT policy step: mirror (eq. 10, KL/delta_i to the old copy) or ppo "
+                            "(clipped ratio to the old copy with epsilon_i = delta_i, MAMT-PPO)",
+                            choices=("mirror", "ppo"), section="off_policy")
     # --- networks -----------------------------------------------------------------------------------------
     network: str = _f("ff", "ff (feed-forward) or gru", choices=("ff", "gru"))
     hidden: tuple = _f((64, 64), "hidden layer widths, e.g. hidden=128,128")

@@ -46,10 +46,45 @@ def equal_split(trainer) -> jax.Array:
     return jnp.full((A,), trainer.config.trust_region / A)
 
 
+def ppo_actor_terms(trainer, actor_params, critic_params, b, key, delta, old_params):
+    """MAMT-PPO's policy step (Li et al. App. H: PPO in place of mirror descent): with ``a ~ π^old``,
+    ``r_i = π_i(a_i)/π_i^old(a_i)``, the counterfactual advantage ``Â_i = Q_i(o, a) − Σ_u π_i^old(u) Q_i(o, (u, a_{−i}))``
+    and the clip range ``ε_i = δ_i``::
+
+        L = Σ_i E[ −min(r_i Â_i, clip(r_i, 1 − δ_i, 1 + δ_i) Â_i) + α Σ_u π_i(u) log π_i(u) ] + policy_reg·Σ_i E[z_i²]
+
+    (``α = 1/reward_scale``, MAAC's entropy weight, as the exact entropy of the categorical). Returns
+    ``(loss, logits)``."""
+    c = trainer.config
+    sg = jax.lax.stop_gradient
+    raw = trainer.raw_logits(actor_params, b.obs)
+    logits = F.masked_logits(raw, b.avail)
+    logp_all = jax.nn.log_softmax(logits)
+    old_logp_all = sg(jax.nn.log_softmax(trainer.logits(old_params, b.obs, b.avail)))
+    a = jnp.argmax(old_logp_all + jax.random.gumbel(key, logits.shape), -1)
+    act = jax.nn.one_hot(a, trainer.num_actions)
+    q_all, _ = trainer.q_all(sg(critic_params), b.obs, act, b.active)
+    adv = sg(jnp.sum(q_all * act, -1) - F.counterfactual_baseline(q_all, jnp.exp(old_logp_all)))
+    ratio = jnp.exp(jnp.sum((logp_all - old_logp_all) * act, -1))
+    surr = jnp.minimum(ratio * adv, jnp.clip(ratio, 1.0 - delta, 1.0 + delta) * adv)
+    neg_entropy = jnp.sum(jnp.exp(logp_all) * logp_all, -1)
+    per = -surr + neg_entropy / c.reward_scale
+    m = b.active.astype(per.dtype)
+    reg = jnp.sum(jnp.mean(raw ** 2, axis=(0, 2)))
+    return jnp.sum(jnp.sum(per * m, 0) / jnp.maximum(m.sum(0), 1.0)) + c.policy_reg * reg, logits
+
+
+def md_actor_terms(trainer, actor_params, critic_params, b, key, delta, old_params):
+    """The trust-region policy step with local trust regions ``delta`` ``[A]``: eq. 10's mirror descent
+    (``policy_update=mirror``, KL weight ``1/δ_i``) or PPO's clip (``policy_update=ppo``, ``ε_i = δ_i``)."""
+    if trainer.config.policy_update == "ppo":
+        return ppo_actor_terms(trainer, actor_params, critic_params, b, key, delta, old_params)
+    return soft_actor_terms(trainer, actor_params, critic_params, b, key, 1.0 / delta, old_params)
+
+
 def mirror_actor_loss(trainer, actor_params, learner, b, key):
-    inv = 1.0 / equal_split(trainer)
-    loss, logits = soft_actor_terms(trainer, actor_params, learner.critic_params, b, key, inv,
-                                    learner.extra.old_actor)
+    loss, logits = md_actor_terms(trainer, actor_params, learner.critic_params, b, key, equal_split(trainer),
+                                  learner.extra.old_actor)
     return loss, {"kl_old": kl_to_old(trainer, logits, learner.extra.old_actor, b)}
 
 

@@ -26,7 +26,8 @@ before the critic and actor steps (Algorithm 2, lines 10-16):
 
 The policy step is then MAMD's eq. 10 with these ``δ_i``; the critic is MAAC's. Table 3 defaults: σ = 0.2,
 m = 100, δ = 1 (the middle of Table 9's {0.01, 1, 100}), reward scale 100, Adam 1e-3 (eps 1e-7), modelling
-policy clip 0.5, decomposition-network clip 10·n. MAMT-PPO (PPO in place of mirror descent) is not implemented.
+policy clip 0.5, decomposition-network clip 10·n. ``policy_update=ppo`` is MAMT-PPO (PPO's clip with ``ε_i = δ_i``
+in place of mirror descent, :func:`trustmarl.algos.mamd.ppo_actor_terms`).
 """
 from typing import Any, NamedTuple
 
@@ -35,8 +36,8 @@ import jax.numpy as jnp
 import optax
 
 from trustmarl.algos.base import Algorithm
-from trustmarl.algos.maac import MAAC_DEFAULTS, soft_actor_terms, soft_target
-from trustmarl.algos.mamd import MIRROR_METRICS, copy_old_policy, kl_to_old
+from trustmarl.algos.maac import MAAC_DEFAULTS, soft_target
+from trustmarl.algos.mamd import MIRROR_METRICS, copy_old_policy, kl_to_old, md_actor_terms
 from trustmarl.offpolicy import functional as F
 from trustmarl.offpolicy.networks import OpponentModel, TRDNet
 from trustmarl.offpolicy.rules import OffPolicyRule, register_rule
@@ -144,8 +145,8 @@ def mamt_before_step(trainer, learner, b, key):
 
     def objective(rho):
         d = local_trust_regions(trainer, rho)
-        step = jax.grad(lambda psi: soft_actor_terms(trainer, psi, learner.critic_params, b, k_d, 1.0 / d,
-                                                     ex.old_actor)[0])(learner.actor_params)
+        step = jax.grad(lambda psi: md_actor_terms(trainer, psi, learner.critic_params, b, k_d, d,
+                                                   ex.old_actor)[0])(learner.actor_params)
         psi = jax.tree.map(lambda p, s: p - c.lr * s, learner.actor_params, step)
         pi = jax.nn.softmax(trainer.logits(psi, b.obs, b.avail))
         value = jnp.sum(jnp.sum(jnp.sum(pi * q_all, -1) * m, 0) / jnp.maximum(m.sum(0), 1.0))
@@ -169,9 +170,9 @@ def mamt_before_step(trainer, learner, b, key):
 
 
 def mamt_actor_loss(trainer, actor_params, learner, b, key):
-    inv = 1.0 / jax.lax.stop_gradient(local_trust_regions(trainer, learner.extra.rho))
-    loss, logits = soft_actor_terms(trainer, actor_params, learner.critic_params, b, key, inv,
-                                    learner.extra.old_actor)
+    delta = jax.lax.stop_gradient(local_trust_regions(trainer, learner.extra.rho))
+    loss, logits = md_actor_terms(trainer, actor_params, learner.critic_params, b, key, delta,
+                                  learner.extra.old_actor)
     return loss, {"kl_old": kl_to_old(trainer, logits, learner.extra.old_actor, b)}
 
 

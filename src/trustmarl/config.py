@@ -105,8 +105,15 @@ class Config:
     trace_lambda_twice: bool = _f(False, "with trace_correction: λ twice per step as A2PO's code does (default: "
                                   "once, as eq. 1)", section="sequential")
     num_batches: int = _f(2, "batches order: groups of the random partition", low=1, section="sequential")
-    batch_partition: str = _f("random", "batches order: random (num_batches groups) or singletons",
-                              choices=("random", "singletons"), section="sequential")
+    batch_partition: str = _f("random", "batches order: random (num_batches groups), singletons, or dag (B2MAPO's "
+                              "learned DAG generator: its topological levels, at most num_batches)",
+                              choices=("random", "singletons", "dag"), section="sequential")
+    dag_threshold: float = _f(0.1, "batch_partition=dag: delta of B2MAPO eq. 5, attention weights below it are "
+                              "no dependency", low=0, high=1, section="sequential")
+    dag_kl_coef: float = _f(0.01, "batch_partition=dag: c_1, the upper layer's KL penalty (B2MAPO §4.1)", low=0,
+                            section="sequential")
+    dag_envs: int = _f(4, "batch_partition=dag: envs of the rollout whose trajectories the upper layer encodes "
+                       "(its state; its cost and memory grow with it)", low=1, section="sequential")
     batch_order: str = _f("score", "batches order: groups by descending mean |A/V| (score), A2PO's semi_greedy, "
                           "or random", choices=("score", "semi_greedy", "random"), section="sequential")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")

@@ -33,7 +33,8 @@ Orders (``UPDATE_ORDERS``):
 * ``semi_greedy`` (A2PO, Wang et al. 2023): one agent at a time; the order alternates the remaining agent of
   highest ``mean |Â_i/V_i|`` and a uniformly random remaining one.
 * ``batches`` (B2MAPO, Zhang et al. 2024): groups of agents (a partition of the agents) one after another;
-  agents inside a group step simultaneously.
+  agents inside a group step simultaneously; ``batch_partition=dag`` takes them from B2MAPO's learned DAG
+  generator (:mod:`trustmarl.seams.dag`), whose state lives in the learner (:func:`init_order_state`).
 
 Every sequential order runs, per group ``b_k`` in order: the factor of the preceding groups
 ``ρ_{<k} = Π_{i updated} r_i`` (:func:`trustmarl.seams.ratios.preceding_factor`), the advantage re-estimated
@@ -63,8 +64,11 @@ class SequentialOptions(NamedTuple):
     trace_correction: bool = False  # re-estimate advantages with min(1, ρ_{<k}) traces (B2MAPO eq. 1)
     trace_lambda_twice: bool = False  # A2PO's reference reading of the trace (λ twice per step)
     num_batches: int = 2  # batches order: number of groups for the random partition
-    batch_partition: str = "random"  # batches order: random (num_batches groups), singletons
+    batch_partition: str = "random"  # batches order: random (num_batches groups), singletons, dag (B2MAPO)
     batch_order: str = "score"  # batches order: score (descending mean |Â/V|), semi_greedy, random
+    dag_threshold: float = 0.1  # dag partition: δ of eq. 5 (B2MAPO)
+    dag_kl_coef: float = 0.01  # dag partition: c_1, the upper layer's KL penalty (§4.1)
+    dag_envs: int = 4  # dag partition: envs whose trajectories the upper layer encodes
     gamma: float = 0.99
     gae_lambda: float = 0.95
     adv_norm: bool = True
@@ -84,6 +88,7 @@ class UpdatePieces(NamedTuple):
     scores: Callable[[Any, Any], jax.Array] = None
     clip_eps: float = 0.2
     options: SequentialOptions = SequentialOptions()
+    dag: Any = None  # trustmarl.seams.dag.DagPieces, for batch_partition=dag
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,9 +172,23 @@ def _bcast(x, like):
     return jnp.broadcast_to(x[..., None], like.shape)
 
 
-def sequential(p: UpdatePieces, groups_fn: Callable):
+def _skipped(shapes: dict) -> dict:
+    """Metrics of a group that did not run: neutral for the summaries (min/max ignore ±inf, means NaN)."""
+    def fill(name, s):
+        if s.dtype == jnp.bool_:
+            return jnp.ones(s.shape, bool)
+        if not jnp.issubdtype(s.dtype, jnp.floating):
+            return jnp.zeros(s.shape, s.dtype)
+        value = jnp.inf if name.endswith("_min") else -jnp.inf if name.endswith("_max") else jnp.nan
+        return jnp.full(s.shape, value, s.dtype)
+    return {k: jax.tree.map(lambda s, k=k: fill(k, s), v) for k, v in shapes.items()}
+
+
+def sequential(p: UpdatePieces, groups_fn: Callable, skip_empty: bool = False):
     """Groups from ``groups_fn(learner, batch, key) -> [K, A] bool`` updated one after another (see the
-    module docstring); returns the update function."""
+    module docstring); returns the update function. ``skip_empty``: groups may be empty (a DAG with fewer
+    levels than rows); an empty group takes no optimiser step (with shared parameters a zero-gradient Adam
+    step would still move them)."""
     o = p.options
 
     def update(learner, batch, key, trace):
@@ -206,7 +225,14 @@ def sequential(p: UpdatePieces, groups_fn: Callable):
                 mbs = p.minibatches(b, ek)
                 return jax.lax.scan(lambda l, mb: p.actor_step(l, mb, group, bounds), learner, mbs)
 
-            learner, metrics = jax.lax.scan(epoch, learner, epoch_keys)
+            def run(learner):
+                return jax.lax.scan(epoch, learner, epoch_keys)
+
+            if skip_empty:
+                shapes = jax.eval_shape(run, learner)[1]
+                learner, metrics = jax.lax.cond(group.any(), run, lambda l: (l, _skipped(shapes)), learner)
+            else:
+                learner, metrics = run(learner)
             metrics.pop("tr", None)
             m = mask.astype(prod.dtype).max(-1)
             n = jnp.maximum(m.sum(), 1.0)
@@ -245,8 +271,14 @@ def semi_greedy(p: UpdatePieces):
 def batches(p: UpdatePieces):
     """B2MAPO's batch-by-batch order over a partition of the agents (``batch_partition``: ``random`` into
     ``num_batches`` groups, or ``singletons``), the groups ordered by ``batch_order`` on the mean score
-    of their agents."""
+    of their agents; or ``dag``: B2MAPO's learned DAG generator chooses the batches (its topological levels,
+    at most ``num_batches``, in level order) and π_ind is distilled after the update
+    (:mod:`trustmarl.seams.dag`)."""
     o = p.options
+    if o.batch_partition == "dag":
+        from trustmarl.seams.dag import dag_order
+        return dag_order(p, p.dag, sequential(p, lambda learner, batch, key: learner.order.groups,
+                                              skip_empty=True))
 
     def groups_fn(learner, batch, key):
         # the same ordering key as semi_greedy: singleton batches in A2PO's order are A2PO's update
@@ -267,3 +299,12 @@ UPDATE_ORDERS: dict[str, Callable[[UpdatePieces], Callable]] = {
     "simultaneous": simultaneous, "random_permutation": random_permutation, "semi_greedy": semi_greedy,
     "batches": batches}
 SEQUENTIAL_ORDERS = ("random_permutation", "semi_greedy", "batches")
+
+
+def init_order_state(order: str, p: UpdatePieces, key: jax.Array):
+    """The state an order keeps in the learner (``LearnerState.order``): B2MAPO's :class:`~trustmarl.seams.dag.
+    DagState` for ``batches`` with ``batch_partition=dag``; None for every other order."""
+    if order == "batches" and p.options.batch_partition == "dag":
+        from trustmarl.seams.dag import init_dag_state
+        return init_dag_state(p, p.dag, key)
+    return None

@@ -31,7 +31,8 @@ from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribut
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
 from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
-from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces
+from trustmarl.seams.dag import DagPieces
+from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces, init_order_state
 from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
 from trustmarl.trainers.protocol import MetricSpec
 
@@ -75,6 +76,7 @@ class LearnerState(NamedTuple):
     critic_opt: Any
     value_norm: L.ValueNormState
     updates: jax.Array  # int32, updates this learner has done (drives the learning-rate schedule)
+    order: Any = None  # what the update order learns and keeps (B2MAPO: seams.dag.DagState), else None
 
 
 class TrainState(NamedTuple):
@@ -119,6 +121,7 @@ class TraceInputs(NamedTuple):
 
     deltas: jax.Array  # [T,E,A] TD errors r + γ(1 − term)V' − V (un-normalised values)
     episode_end: jax.Array  # [T,E,1] termination or truncation at step t
+    reward: Optional[jax.Array] = None  # [T,E,A] the rollout's rewards (B2MAPO's upper-layer return)
 
 
 # Metrics of one update, by name: shape kind and meaning. "agent" = [A], "epoch" = [epochs, ...].
@@ -146,6 +149,13 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
                                        "ratios over the update's groups (1 for the first group)"),
     "preceding_factor_mean": MetricSpec("scalar", "sequential orders: its mean over active steps and groups"),
     "preceding_factor_max": MetricSpec("scalar", "sequential orders: its largest value"),
+    "dag_batches": MetricSpec("scalar", "B2MAPO: batches (non-empty topological levels, capped) of this update"),
+    "dag_edges": MetricSpec("scalar", "B2MAPO: edges of the DAG the upper layer kept"),
+    "dag_return": MetricSpec("scalar", "B2MAPO: the rollout's r_{t:t+T}, the upper layer's reward (eq. 7)"),
+    "dag_advantage": MetricSpec("scalar", "B2MAPO: the upper layer's advantage (eqs. 6-7; NaN at update 1)"),
+    "dag_policy_loss": MetricSpec("scalar", "B2MAPO: the upper layer's PPO loss, mean over its epochs"),
+    "dag_value_loss": MetricSpec("scalar", "B2MAPO: the DAG critic's loss (eq. 8)"),
+    "derived_kl": MetricSpec("scalar", "B2MAPO: eq. 13's KL(pi || pi_ind) over the distillation pass"),
     "nonfinite": MetricSpec("scalar", "0, or the sum of NONFINITE_BITS of the kinds of values that were "
                             "NaN/inf in this update (1 env outputs, 2 losses, 4 gradients, 8 parameters)"),
 }
@@ -203,14 +213,23 @@ class OnPolicyTrainer:
             preceding_factor=c.preceding_factor, preceding_clip=c.preceding_clip,
             clip_schedule_weight=c.clip_schedule_weight, trace_correction=c.trace_correction,
             trace_lambda_twice=c.trace_lambda_twice, num_batches=c.num_batches, batch_partition=c.batch_partition,
-            batch_order=c.batch_order, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
-        self._update = UPDATE_ORDERS[c.update_order](UpdatePieces(
+            batch_order=c.batch_order, dag_threshold=c.dag_threshold, dag_kl_coef=c.dag_kl_coef,
+            dag_envs=c.dag_envs, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
+        dag = DagPieces(
+            policy_out=lambda params, b: apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset,
+                                                      b.avail)[1],
+            init_actor=lambda k: init_agents(self.actor, k, jnp.zeros((self.actor_in_dim,)),
+                                             jnp.ones((spec.num_actions,), bool)),
+            actor_opt=self.actor_opt, discrete=spec.discrete, input_dim=self.actor_in_dim,
+            rollout_length=c.rollout_length, num_envs=c.num_envs, hidden=c.hidden[-1])
+        self._pieces = UpdatePieces(
             actor_step=self.actor_step, critic_step=self.critic_step, minibatches=self.minibatches,
             measure=self._epoch_measure, epochs=c.update_epochs, num_agents=A,
             measure_now=(lambda lr, b: self.measure(lr.actor_params, b)) if c.measure_trust_region else None,
             policy_logp=self.policy_logp,
             mask=lambda b: self._mask(b.active), bounds=self._bounds, scores=self.agent_scores,
-            clip_eps=self.derived.clip_eps, options=options))
+            clip_eps=self.derived.clip_eps, options=options, dag=dag)
+        self._update = UPDATE_ORDERS[c.update_order](self._pieces)
 
     def _bounds(self, eps):
         if self.config.no_clip:
@@ -242,8 +261,11 @@ class OnPolicyTrainer:
         actor_params = init_agents(self.actor, k_a, jnp.zeros((self.actor_in_dim,)),
                                    jnp.ones((self.spec.num_actions,), bool))
         critic_params = init_agents(self.critic, k_c, jnp.zeros((self.critic_in_dim,)))
+        # fold_in, not a third split: the actor's and critic's keys stay those of every earlier version
+        order = init_order_state(self.config.update_order, self._pieces, jax.random.fold_in(rng, 2))
         return LearnerState(actor_params, critic_params, self.actor_opt.init(actor_params),
-                            self.critic_opt.init(critic_params), L.value_norm_init(), jnp.zeros((), jnp.int32))
+                            self.critic_opt.init(critic_params), L.value_norm_init(), jnp.zeros((), jnp.int32),
+                            order)
 
     def init_hidden(self, num_envs: int) -> jax.Array:
         """Zero recurrent state ``[E, A, H]`` (``H = 1`` for feed-forward networks)."""
@@ -260,8 +282,10 @@ class OnPolicyTrainer:
 
     @staticmethod
     def policy_params(state: TrainState):
-        """The actor parameters of a train state (what evaluation and the host path act with)."""
-        return state.learner.actor_params
+        """The actor parameters evaluation and execution act with: the update order's execution policy when
+        it keeps one (B2MAPO's derived π_ind, :class:`trustmarl.seams.dag.DagState`), else the actor's."""
+        order = state.learner.order
+        return order.execution_params if hasattr(order, "execution_params") else state.learner.actor_params
 
     # -- acting -------------------------------------------------------------------------------------------
     def draw_noise(self, key: jax.Array, lead: tuple) -> jax.Array:
@@ -360,7 +384,8 @@ class OnPolicyTrainer:
         next_v = jnp.where(ended, denorm(final_values), following)
         adv, targets = self.advantage(traj.reward, v, next_v, traj.terminated[..., None], ended, c.gamma,
                                       c.gae_lambda)
-        trace = TraceInputs(traj.reward + c.gamma * (1.0 - traj.terminated[..., None]) * next_v - v, ended)
+        trace = TraceInputs(traj.reward + c.gamma * (1.0 - traj.terminated[..., None]) * next_v - v, ended,
+                            traj.reward)
         return values, targets, adv, h_end, trace
 
     # -- losses (seams 2 and 3) ---------------------------------------------------------------------------
@@ -442,6 +467,8 @@ class OnPolicyTrainer:
         the agents selected by ``agents`` [A] are optimised, and with per-agent stacks only they move."""
         (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, agents, bounds)
         m["grads_finite"] = _all_finite(g)
+        # its own flag: an order that skips a group reports that group's loss as NaN (no step was taken)
+        m["policy_loss_finite"] = jnp.isfinite(m["policy_loss"])
         params, opt = self.actor_opt.step(learner.actor_params, learner.actor_opt, g, learner.updates, agents)
         return learner._replace(actor_params=params, actor_opt=opt), m
 
@@ -563,7 +590,7 @@ class OnPolicyTrainer:
             out["win_rate"] = mean_done(traj.ep_won)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [epochs*minibatches, ...]
         for k, v in mb.items():
-            if k.endswith("grads_finite"):
+            if k.endswith("_finite"):
                 continue  # folded into the "nonfinite" flags
             v = flat(v)
             if k.endswith("_min"):
@@ -601,9 +628,11 @@ def nonfinite_flags(traj: Transition, mb: dict, learner: LearnerState) -> jax.Ar
     """One int32 per update, the sum of :data:`NONFINITE_BITS` for each kind of value that was not finite
     (0 when everything was). Cheap: reductions over arrays the update already holds."""
     env_ok = _all_finite((traj.actor_in, traj.critic_in, traj.reward))
-    loss_ok = _all_finite([v for k, v in mb.items() if k in ("policy_loss", "value_loss")])
-    grads_ok = jnp.all(mb["grads_finite"]) & jnp.all(mb["critic_grads_finite"])
-    params_ok = _all_finite((learner.actor_params, learner.critic_params))
+    loss_ok = jnp.all(mb["policy_loss_finite"]) & _all_finite([v for k, v in mb.items()
+                                                               if k in ("value_loss", "derived_kl")])
+    grads_ok = jnp.all(jnp.stack([jnp.all(v) for k, v in mb.items() if k.endswith("grads_finite")]))
+    # the update order's own learned state (B2MAPO's upper layer and π_ind) counts as parameters
+    params_ok = _all_finite((learner.actor_params, learner.critic_params, learner.order))
     bad = [~env_ok, ~loss_ok, ~grads_ok, ~params_ok]
     return sum(jnp.where(b, bit, 0) for b, bit in zip(bad, NONFINITE_BITS)).astype(jnp.int32)
 

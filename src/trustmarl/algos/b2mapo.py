@@ -1,0 +1,33 @@
+"""B2MAPO: batch-by-batch multi-agent policy optimisation, DAG-based (Zhang et al. 2024, §3–4).
+
+Upper layer (:mod:`trustmarl.seams.dag`): a DAG generator — attention over the agents' GRU-encoded
+trajectories (eq. 5, threshold δ = ``dag_threshold``), an agent ordering drawn from Plackett–Luce scores that
+keeps the edges going forward, the DAG's topological levels as batches (at most ``num_batches``) — trained by
+PPO with its own critic on ``T``-step returns (eqs. 6–8). Lower layer: the batches are updated one after
+another (update order ``batches``, ``batch_partition=dag``); batch ``b_k`` maximises (eqs. 10–12)::
+
+    E[ min(l Â, clip(l, 1 ± ε) Â) ],   l = (π̃^{b_k}/π^{b_k}) · g,   g = clip(Π_{b_j before b_k} π̃^{b_j}/π^{b_j}, 1 ± ε/2)
+
+(``preceding_factor=clipped_inner``, ``preceding_clip=0.5``) with the off-policy-corrected advantage of eq. 1
+(``trace_correction``: truncated weights ``min(1, ρ)`` of the batches already updated). The critic is trained
+after the actors. The derived decentralised policy π_ind (MAPPO's network) is fitted to π by eq. 13's KL after
+every update and is the policy evaluation and execution use (``trainer.policy_params``); rollouts use π.
+
+Defaults: parameter sharing and the MAPPO tricks, as the paper runs every algorithm on SMAC (§5); 3 batches
+at most; ``clip_schedule_weight=0`` (one ε for every batch: eq. 10's ε^{b_k} is given no schedule).
+Not implemented: the paper's π^i and V^i also read the preceding batches' actions (§4.2); see
+:mod:`trustmarl.seams.dag` for what is and is not done.
+"""
+from trustmarl.algos.base import Algorithm
+
+B2MAPO = Algorithm(
+    name="b2mapo",
+    summary="DAG batches from a PPO-trained attention generator, batch-by-batch update, distilled pi_ind acts",
+    reference="Zhang et al. 2024 (B2MAPO), §3-4, eqs. 1, 5-13",
+    update_order="batches",
+    config_defaults={"ratio": "independent", "critic_input": "global", "share_params": True,
+                     "batch_partition": "dag", "num_batches": 3, "preceding_factor": "clipped_inner",
+                     "preceding_clip": 0.5, "clip_schedule_weight": 0.0, "trace_correction": True,
+                     "value_norm": True, "value_clip": True, "huber_delta": 10.0, "adv_norm": True,
+                     "agent_id": True, "use_active_masks": True, "layer_norm_input": True},
+)

@@ -1,0 +1,368 @@
+"""B2MAPO's two layers (Zhang et al. 2024, §3–4): the DAG generator that chooses the batches of the
+batch-by-batch update (upper layer) and the derived decentralised policy π_ind (lower layer, eq. 13).
+
+It plugs into the update-order seam as ``update_order=batches, batch_partition=dag``: the shared sequential
+machinery (:func:`trustmarl.seams.update_orders.sequential`) updates the groups this module chooses, with the
+clipped preceding-batch factor of eqs. 10–12 and the corrected advantage of eq. 1; everything this module
+learns lives in the learner state's ``order`` field (:class:`DagState`).
+
+Upper layer — the reading chosen
+--------------------------------
+The paper specifies the attention graph (eq. 5) and the PPO losses (eqs. 6–8) but leaves the "DAG
+construction module" to a random-DAG generator ("implemented based on [4]") whose action and probability it
+does not give, so PPO's ratio ``Sr(θ)`` is undefined as written. trustmarl's reading makes it exact:
+
+1. **State.** Every agent's observation sequence over the rollout is encoded by an MLP and a GRU (episode
+   resets honoured) into ``τ^i`` (§4.1), for the first ``dag_envs`` envs of the rollout.
+2. **Graph, eq. 5.** ``q^i = W_q τ^i``, ``k^i = W_k τ^i``, ``v^i = W_v τ^i``;
+   ``G^i = softmax_j(q_i·k_j/√d_k)`` over all ``n`` agents, then ``g^{ii} = 0`` (the paper's wording, so a
+   row sums to less than 1), averaged over the encoded envs, and ``g^{ij} < δ`` set to 0 (δ =
+   ``dag_threshold``). ``g^{ij} > 0`` means agent ``i`` depends on agent ``j``.
+3. **Action: an agent ordering.** ``Z^i = MLP(v^i + Σ_j g^{ij} v^j)`` gives a score ``s_i`` per agent
+   (averaged over the envs; the paper's ``MLP(v^i G_T^i)`` with a residual ``v^i``, so that an agent's own
+   trajectory still reaches its score when δ removes every edge); the upper layer's action is a permutation ``σ`` drawn from the Plackett–Luce distribution of the
+   scores, ``log π^dag(σ) = Σ_k [s_{σ_k} − log Σ_{m≥k} exp s_{σ_m}]`` (:func:`plackett_luce_logp`; drawn exactly
+   by Gumbel-top-k, :func:`sample_plackett_luce`). Its log-probability is exact, so ``Sr(θ)`` is too.
+4. **DAG.** Edge ``j → i`` (``j`` updated before ``i``) for every ``g^{ij} > 0`` with ``j`` before ``i`` in ``σ``:
+   a spanning subgraph of the dependency graph that is acyclic by construction (every edge goes forward in
+   ``σ``) — the "acyclic spanning subgraph" of §3.2.1 with ``σ`` choosing which direction of a mutual
+   dependency survives.
+5. **Batches.** The topological levels of the DAG (:func:`topological_levels`: level 0 for agents without
+   predecessors, else one more than the deepest predecessor), updated level by level; agents on one level
+   have no path between them. A jitted scan needs a static number of groups, so the levels are capped at
+   ``num_batches``: agents deeper than the cap share the last batch (only their mutual order is lost), and
+   levels the DAG does not reach are empty groups that the machinery skips.
+6. **Reward and training, eqs. 6–8.** One decision per update (``T = rollout_length``): the decision taken
+   on rollout ``k`` sets the batches of update ``k``, whose policy collects rollout ``k+1``; its reward is that
+   rollout's ``r_{t:t+T} = Σ_{l<T} γ^l r̄_{t+l}`` (``r̄`` the mean reward over agents, averaged over all envs;
+   the window spans episode boundaries, the upper layer's "episode" being training itself). At update
+   ``k+1`` the transition ``(s_k, σ_k, r, s_{k+1})`` is complete and the upper layer takes ``update_epochs``
+   PPO steps on it: ``Â^dag = r_{t:t+T} + γ^T V^dag(s_{t+T}) − V^dag(s_t)`` (eqs. 6–7 with ``h = 0``: one
+   transition per update is all there is, and ``γ^T`` because the next decision is ``T`` steps later),
+   ``L(θ) = −min(Sr Â, clip(Sr, 1 ± ε) Â) + c_1 KL̂(π_old‖π_θ)`` with the sampled-action estimate
+   ``KL̂ = (Sr − 1) − log Sr`` (``c_1 = dag_kl_coef``), and the DAG critic regresses on ``r_{t:t+T}`` as
+   eq. 8 states (without bootstrapping). The DAG critic encodes every agent's observations (MLP + GRU),
+   averages over agents and envs and maps to a value; it does not see the env's global state.
+   The previous rollout's encoded-envs observations are kept in :class:`DagState` for the ratio.
+
+Lower layer
+-----------
+π (the batch-by-batch policy) is the trainer's actor; the sequential machinery supplies eqs. 1 and 9–12.
+**Not done:** the paper's π^i and V^i also read the actions of the preceding batches' agents (§4.2); here they
+see the agent's own observation only (acting batch by batch in the rollout and re-deciding the DAG every
+update do not compose in one jitted rollout without storing each step's DAG). π_ind has MAPPO's
+architecture (the trainer's actor, a second parameter set) and after each update takes one pass over the
+rollout's minibatches of the eq. 13 loss ``E_t[Σ_i KL(π^i(·|o^i_t) ‖ π^i_ind(·|o^i_t))]`` (active entries,
+the updated π as the fixed target). The paper also updates π_ind by MAPPO; trustmarl trains it by eq. 13
+alone. Rollouts are collected by π; evaluation and execution use π_ind (``trainer.policy_params``). With a
+GRU, π_ind's hidden state at the start of each rollout chunk is zero (π's carried state is not π_ind's).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen.initializers import constant
+
+from trustmarl.networks import ResetGRU, orthogonal
+from trustmarl.trust_region import categorical_kl, gaussian_kl
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pure pieces, tested on hand numbers
+# ---------------------------------------------------------------------------------------------------------
+def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
+    """Eq. 5 before the threshold: ``g^{ij} = softmax_j(q_i·k_j/√d_k)`` over all agents, then ``g^{ii} = 0``.
+    ``q, k`` ``[..., A, d]`` → ``[..., A, A]`` (row ``i``: how much agent ``i`` depends on each other agent)."""
+    d = q.shape[-1]
+    g = jax.nn.softmax(jnp.einsum("...id,...jd->...ij", q, k) / np.sqrt(d), axis=-1)
+    A = q.shape[-2]
+    return g * (1.0 - jnp.eye(A, dtype=g.dtype))
+
+
+def threshold_graph(g: jax.Array, delta: float) -> jax.Array:
+    """Eq. 5's threshold: entries ``g^{ij} < δ`` set to 0."""
+    return jnp.where(g < delta, 0.0, g)
+
+
+def plackett_luce_logp(scores: jax.Array, perm: jax.Array) -> jax.Array:
+    """``log P(σ) = Σ_k [s_{σ_k} − log Σ_{m≥k} exp(s_{σ_m})]`` of the ordering ``perm`` [A] under
+    Plackett–Luce scores [A] (the upper layer's action probability, exact for PPO's ratio)."""
+    x = scores[perm]
+    return jnp.sum(x - jax.lax.cumlogsumexp(x, reverse=True))
+
+
+def sample_plackett_luce(key: jax.Array, scores: jax.Array) -> jax.Array:
+    """One Plackett–Luce ordering by Gumbel-top-k: ``σ = argsort(−(s + Gumbel))`` has exactly the law of
+    drawing agents one by one without replacement with probabilities ``∝ exp s`` (Yellott 1977)."""
+    return jnp.argsort(-(scores + jax.random.gumbel(key, scores.shape))).astype(jnp.int32)
+
+
+def dag_edges(graph: jax.Array, perm: jax.Array) -> jax.Array:
+    """The DAG kept from the dependency graph [A, A] (``graph[i, j] > 0``: ``i`` depends on ``j``) by the
+    ordering ``perm``: ``edge[j, i]`` (``j`` before ``i``) iff ``graph[i, j] > 0`` and ``j`` precedes ``i`` in
+    ``perm``. Acyclic because every edge goes forward in ``perm``."""
+    A = perm.shape[0]
+    pos = jnp.zeros((A,), jnp.int32).at[perm].set(jnp.arange(A, dtype=jnp.int32))
+    return (graph.T > 0) & (pos[:, None] < pos[None, :])
+
+
+def topological_levels(edges: jax.Array) -> jax.Array:
+    """Longest-path levels of a DAG ``edges`` [A, A] (``edges[j, i]``: ``j → i``): ``level_i = 0`` without
+    predecessors, else ``1 + max_{j→i} level_j`` (``A − 1`` relaxation sweeps reach it). Agents on one level
+    have no path between them; every edge goes to a higher level. Returns ``[A]`` int32."""
+    A = edges.shape[0]
+
+    def sweep(_, level):
+        return jnp.max(jnp.where(edges, level[:, None] + 1, 0), axis=0)
+
+    return jax.lax.fori_loop(0, max(A - 1, 0), sweep, jnp.zeros((A,), jnp.int32))
+
+
+def level_groups(levels: jax.Array, max_batches: int) -> jax.Array:
+    """Batches [K, A] bool, K = ``max_batches``: row ``k`` holds the agents of level ``k``; levels ≥ K − 1 share
+    the last row; rows past the deepest level are empty."""
+    capped = jnp.minimum(levels, max_batches - 1)
+    return jnp.arange(max_batches)[:, None] == capped[None, :]
+
+
+def dag_ppo_loss(logp: jax.Array, logp_old: jax.Array, adv: jax.Array, clip_eps: float,
+                 kl_coef: float) -> jax.Array:
+    """The upper layer's PPO loss (§4.1): ``−min(Sr Â, clip(Sr, 1 ± ε) Â) + c_1 ((Sr − 1) − log Sr)``,
+    ``Sr = exp(logp − logp_old)``; the last term is the sampled estimate of ``KL(π_old ‖ π_θ)``."""
+    log_sr = logp - logp_old
+    sr = jnp.exp(log_sr)
+    surr = jnp.minimum(sr * adv, jnp.clip(sr, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    return -surr + kl_coef * ((sr - 1.0) - log_sr)
+
+
+def derived_kl(out_pi: jax.Array, out_ind: jax.Array, avail: jax.Array, mask: jax.Array,
+               discrete: bool) -> jax.Array:
+    """Eq. 13: ``E_t[KL(π^i ‖ π^i_ind)]`` over the active entries ``mask`` [..., A], from the actors' outputs
+    (masked logits [..., A, U], or mean ⊕ log-std [..., A, 2D]). The mean is over active (state, agent)
+    entries, i.e. the per-agent losses of eq. 13 summed with equal weight."""
+    if discrete:
+        kl = categorical_kl(out_pi, out_ind, avail)
+    else:
+        mp, lp = jnp.split(out_pi, 2, axis=-1)
+        mq, lq = jnp.split(out_ind, 2, axis=-1)
+        kl = gaussian_kl(mp, lp, mq, lq)
+    m = mask.astype(kl.dtype)
+    return jnp.sum(kl * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def window_return(reward: jax.Array, gamma: float) -> jax.Array:
+    """``r_{t:t+T} = Σ_{l<T} γ^l r̄_{t+l}`` of a rollout ``reward`` [T, E, A] (``r̄`` the mean over agents),
+    averaged over envs: the upper layer's reward for the decision that produced the policy which
+    collected it."""
+    T = reward.shape[0]
+    disc = gamma ** jnp.arange(T, dtype=reward.dtype)
+    return jnp.mean(jnp.einsum("t,te->e", disc, reward.mean(-1)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# networks
+# ---------------------------------------------------------------------------------------------------------
+class _Encoder(nn.Module):
+    """MLP then GRU over each (env, agent) sequence: ``x`` [T, E, A, D], ``resets`` [T, E] → ``τ`` [E, A, H]."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x, resets):
+        T, E, A, _ = x.shape
+        emb = nn.tanh(nn.Dense(self.hidden, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(x))
+        r = jnp.broadcast_to(resets[:, :, None], (T, E, A)).reshape(T, E * A)
+        h, _ = ResetGRU(self.hidden)(jnp.zeros((E * A, self.hidden)), emb.reshape(T, E * A, self.hidden), r)
+        return h.reshape(E, A, self.hidden)
+
+
+class DagOutput(NamedTuple):
+    graph: jax.Array  # [A, A] thresholded dependency graph G_T (eq. 5), averaged over envs
+    scores: jax.Array  # [A] Plackett–Luce scores
+
+
+class DagGenerator(nn.Module):
+    """Encoder, eq. 5's attention with threshold δ, ``Z = MLP(v^i + Σ_j g^{ij} v^j)``, one score per agent."""
+
+    hidden: int
+    threshold: float
+
+    @nn.compact
+    def __call__(self, x, resets) -> DagOutput:
+        tau = _Encoder(self.hidden)(x, resets)
+        dense = lambda name: nn.Dense(self.hidden, use_bias=False, name=name)  # noqa: E731
+        q, k, v = dense("W_q")(tau), dense("W_k")(tau), dense("W_v")(tau)
+        graph = threshold_graph(attention_weights(q, k).mean(0), self.threshold)
+        # v^i + Σ_j g^{ij} v^j: the residual keeps the agent's own trajectory in its score when δ removes
+        # every edge (a graph of zeros alone would give all agents one score, and the upper layer no gradient)
+        z = nn.tanh(nn.Dense(self.hidden, kernel_init=orthogonal(np.sqrt(2)))(
+            v + jnp.einsum("ij,ejh->eih", graph, v)))
+        scores = nn.Dense(1, kernel_init=orthogonal(0.01), bias_init=constant(0.0))(z)[..., 0]
+        return DagOutput(graph, scores.mean(0))
+
+
+class DagCritic(nn.Module):
+    """V^dag: the agents' encoded trajectories averaged over agents, an MLP, one value (mean over envs)."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x, resets):
+        tau = _Encoder(self.hidden)(x, resets).mean(1)
+        h = nn.tanh(nn.Dense(self.hidden, kernel_init=orthogonal(np.sqrt(2)))(tau))
+        return nn.Dense(1, kernel_init=orthogonal(1.0))(h)[..., 0].mean()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state and the update
+# ---------------------------------------------------------------------------------------------------------
+class DagState(NamedTuple):
+    """What B2MAPO's order learns and remembers between updates (the learner state's ``order`` field)."""
+
+    gen_params: Any  # DAG generator (upper-layer policy)
+    critic_params: Any  # DAG critic V^dag
+    gen_opt: Any
+    critic_opt: Any
+    prev_in: jax.Array  # [T, E', A, D] the encoded envs' actor inputs of the rollout the last decision saw
+    prev_reset: jax.Array  # [T, E'] their episode-start flags
+    prev_perm: jax.Array  # [A] int32 the last decision σ
+    prev_logp: jax.Array  # () its log-probability when drawn
+    has_prev: jax.Array  # () bool: a decision has been taken (false before the first update)
+    groups: jax.Array  # [K, A] bool the batches of the current update (topological levels)
+    ind_params: Any  # π_ind, MAPPO's architecture (eq. 13)
+    ind_opt: Any
+
+    @property
+    def execution_params(self):
+        """The parameters evaluation and execution act with: π_ind's."""
+        return self.ind_params
+
+
+class DagPieces(NamedTuple):
+    """What :func:`dag_order` needs beyond the update order's pieces, supplied by the trainer."""
+
+    policy_out: Callable[[Any, Any], jax.Array]  # (actor params, batch) -> actor outputs [T, B, A, ·]
+    init_actor: Callable[[jax.Array], Any]  # key -> fresh actor parameters (π_ind)
+    actor_opt: Any  # the actor's optimiser (AgentOptimiser): π_ind uses it; the upper layer its unshared form
+    discrete: bool
+    input_dim: int  # actor input width D
+    rollout_length: int  # T
+    num_envs: int  # E
+    hidden: int  # width of the upper layer's encoders
+
+
+def _dag_envs(o, d: DagPieces) -> int:
+    return max(1, min(o.dag_envs, d.num_envs))
+
+
+def init_dag_state(p, d: DagPieces, key: jax.Array) -> DagState:
+    """Fresh upper layer (generator, critic, optimisers), empty previous decision, π_ind initialised."""
+    from trustmarl.trainers.optim import AgentOptimiser
+    o = p.options
+    k_gen, k_crit, k_ind = jax.random.split(key, 3)
+    E = _dag_envs(o, d)
+    x = jnp.zeros((d.rollout_length, E, p.num_agents, d.input_dim))
+    r = jnp.zeros((d.rollout_length, E), bool)
+    gen_params = DagGenerator(d.hidden, o.dag_threshold).init(k_gen, x, r)
+    critic_params = DagCritic(d.hidden).init(k_crit, x, r)
+    opt = AgentOptimiser(d.actor_opt.tx, False, d.actor_opt.lr)
+    ind_params = d.init_actor(k_ind)
+    A = p.num_agents
+    return DagState(gen_params, critic_params, opt.init(gen_params), opt.init(critic_params), x, r,
+                    jnp.arange(A, dtype=jnp.int32), jnp.zeros(()), jnp.zeros((), bool),
+                    level_groups(jnp.zeros((A,), jnp.int32), min(o.num_batches, A)),
+                    ind_params, d.actor_opt.init(ind_params))
+
+
+def dag_order(p, d: DagPieces, inner: Callable):
+    """B2MAPO's update (see the module docstring): the upper layer's PPO step on the transition the last
+    decision completed, a new decision on this rollout (its batches go to ``inner``, the sequential
+    machinery, through ``learner.order.groups``), then π_ind's eq. 13 pass. Returns the update function."""
+    from trustmarl.trainers.optim import AgentOptimiser
+    o = p.options
+    K = min(o.num_batches, p.num_agents)
+    gen = DagGenerator(d.hidden, o.dag_threshold)
+    critic = DagCritic(d.hidden)
+    opt = AgentOptimiser(d.actor_opt.tx, False, d.actor_opt.lr)
+    gamma_T = o.gamma ** d.rollout_length
+    everyone = jnp.ones((p.num_agents,), bool)
+
+    def upper_update(st: DagState, x, resets, reward, updates):
+        """PPO on ``(prev state, prev σ, r_{t:t+T} of this rollout, this state)`` (eqs. 6–8); no change
+        before the first decision."""
+        ret = window_return(reward, o.gamma)
+        v_prev = critic.apply(st.critic_params, st.prev_in, st.prev_reset)
+        v_now = critic.apply(st.critic_params, x, resets)
+        adv = jax.lax.stop_gradient(ret + gamma_T * v_now - v_prev)
+
+        def gen_loss(params):
+            scores = gen.apply(params, st.prev_in, st.prev_reset).scores
+            return dag_ppo_loss(plackett_luce_logp(scores, st.prev_perm), st.prev_logp, adv, p.clip_eps,
+                                o.dag_kl_coef)
+
+        def crit_loss(params):
+            return (ret - critic.apply(params, st.prev_in, st.prev_reset)) ** 2
+
+        def epoch(carry, _):
+            gp, go, cp, co = carry
+            gl, gg = jax.value_and_grad(gen_loss)(gp)
+            gp2, go2 = opt.step(gp, go, gg, updates, everyone)
+            cl, cg = jax.value_and_grad(crit_loss)(cp)
+            cp2, co2 = opt.step(cp, co, cg, updates, everyone)
+            return (gp2, go2, cp2, co2), (gl, cl)
+
+        (gp, go, cp, co), (gl, cl) = jax.lax.scan(
+            epoch, (st.gen_params, st.gen_opt, st.critic_params, st.critic_opt), None, p.epochs)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(st.has_prev, a, b), new, old)  # noqa
+        st = st._replace(gen_params=keep(gp, st.gen_params), gen_opt=keep(go, st.gen_opt),
+                         critic_params=keep(cp, st.critic_params), critic_opt=keep(co, st.critic_opt))
+        nan = jnp.asarray(jnp.nan)
+        return st, {"dag_policy_loss": jnp.where(st.has_prev, gl.mean(), nan),
+                    "dag_value_loss": jnp.where(st.has_prev, cl.mean(), nan),
+                    "dag_advantage": jnp.where(st.has_prev, adv, nan), "dag_return": ret}
+
+    def distill(learner, batch, key):
+        """One pass over the minibatches of eq. 13's loss for π_ind against the updated π."""
+        st = learner.order
+        b = batch._replace(actor_h=jnp.zeros_like(batch.actor_h))  # π_ind's own (zero) carried state
+
+        def step(carry, mb):
+            params, opt_state = carry
+            target = jax.lax.stop_gradient(d.policy_out(learner.actor_params, mb))
+            mask = p.mask(mb)
+            loss, g = jax.value_and_grad(
+                lambda q: derived_kl(target, d.policy_out(q, mb), mb.avail, mask, d.discrete))(params)
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+            params, opt_state = d.actor_opt.step(params, opt_state, g, learner.updates, everyone)
+            return (params, opt_state), (loss, finite)
+
+        (params, opt_state), (losses, finite) = jax.lax.scan(step, (st.ind_params, st.ind_opt),
+                                                             p.minibatches(b, key))
+        return learner._replace(order=st._replace(ind_params=params, ind_opt=opt_state)), losses, finite
+
+    def update(learner, batch, key, trace):
+        st: DagState = learner.order
+        E = _dag_envs(o, d)
+        x, resets = batch.actor_in[:, :E], batch.reset[:, :E]
+        st, upper_metrics = upper_update(st, x, resets, trace.reward, learner.updates)
+        out = gen.apply(st.gen_params, x, resets)
+        perm = sample_plackett_luce(jax.random.fold_in(key, 5), out.scores)
+        groups = level_groups(topological_levels(dag_edges(out.graph, perm)), K)
+        st = st._replace(prev_in=x, prev_reset=resets, prev_perm=perm,
+                         prev_logp=plackett_luce_logp(out.scores, perm), has_prev=jnp.ones((), bool),
+                         groups=groups)
+        learner, (metrics, tr) = inner(learner._replace(order=st), batch, key, trace)
+        learner, kl, kl_finite = distill(learner, batch, jax.random.fold_in(key, 6))
+        one = lambda v: jnp.reshape(v, (1, 1))  # noqa: E731  the [passes, minibatches] layout of metrics
+        extra = {k: one(v) for k, v in upper_metrics.items()}
+        extra["dag_batches"] = one(jnp.sum(groups.any(-1)).astype(jnp.float32))
+        extra["dag_edges"] = one(jnp.sum(dag_edges(out.graph, perm)).astype(jnp.float32))
+        extra["derived_kl"] = kl[None]
+        extra["derived_grads_finite"] = kl_finite[None]  # folded into the trainer's "nonfinite" flags
+        return learner, ({**metrics, **extra}, tr)
+
+    return update

@@ -1,0 +1,159 @@
+"""B2MAPO (Zhang et al. 2024, §3–4; trustmarl.seams.dag): hand numbers for the upper layer's pieces (eq. 5,
+Plackett–Luce, the DAG and its topological levels, the PPO loss, the T-step return) and eq. 13, the reduction
+to the simultaneous update when the DAG has one level (with the upper layer's learning and π_ind's evaluation)."""
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trustmarl.evaluation import evaluate
+from trustmarl.networks import MASKED_LOGIT
+from trustmarl.seams.dag import (attention_weights, dag_edges, dag_ppo_loss, derived_kl, level_groups,
+                                 plackett_luce_logp, sample_plackett_luce, threshold_graph, topological_levels,
+                                 window_return)
+from trustmarl.trainers import make_train
+
+from conftest import tiny
+
+JIT = [False, True]
+
+
+def _maybe_jit(f, jit):
+    return jax.jit(f) if jit else f
+
+
+def _edges(pairs, n):
+    e = np.zeros((n, n), bool)
+    for j, i in pairs:
+        e[j, i] = True  # j -> i
+    return jnp.asarray(e)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_topological_levels_of_hand_made_graphs(jit):
+    levels = _maybe_jit(topological_levels, jit)
+    cases = [
+        ([(0, 1), (1, 2)], 3, [0, 1, 2]),  # chain
+        ([(0, 1), (0, 2), (1, 3), (2, 3)], 4, [0, 1, 1, 2]),  # diamond: 1 and 2 share a level
+        ([], 3, [0, 0, 0]),  # no dependency: one batch
+        ([(0, 1), (1, 3), (0, 3)], 4, [0, 1, 0, 2]),  # longest path decides agent 3; agent 2 is free
+        ([(3, 0), (2, 0), (1, 2)], 4, [2, 0, 1, 0]),  # edges against the index order
+    ]
+    for pairs, n, want in cases:
+        np.testing.assert_array_equal(np.asarray(levels(_edges(pairs, n))), want, err_msg=str(pairs))
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_level_groups_cap_and_dag_edges_follow_the_ordering(jit):
+    groups = jax.jit(level_groups, static_argnums=1) if jit else level_groups
+    np.testing.assert_array_equal(np.asarray(groups(jnp.array([0, 1, 2, 3]), 2)),
+                                  [[1, 0, 0, 0], [0, 1, 1, 1]])  # levels >= K-1 share the last batch
+    np.testing.assert_array_equal(np.asarray(groups(jnp.array([0, 0, 0]), 3)),
+                                  [[1, 1, 1], [0, 0, 0], [0, 0, 0]])  # unreached levels are empty
+    # 0 and 1 depend on each other, 2 depends on 0; the ordering [1, 0, 2] keeps 1 -> 0 and 0 -> 2
+    graph = jnp.array([[0.0, 0.4, 0.0], [0.5, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    edges = _maybe_jit(dag_edges, jit)(graph, jnp.array([1, 0, 2]))
+    np.testing.assert_array_equal(np.asarray(edges), np.asarray(_edges([(1, 0), (0, 2)], 3)))
+    np.testing.assert_array_equal(np.asarray(topological_levels(edges)), [1, 0, 2])
+    # the reverse ordering keeps 0 -> 1 only (2 -> 0 is not a dependency)
+    edges = dag_edges(graph, jnp.array([2, 0, 1]))
+    np.testing.assert_array_equal(np.asarray(edges), np.asarray(_edges([(0, 1)], 3)))
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_plackett_luce_log_probability_and_sampling(jit):
+    """exp(s) = [1, 2, 3]: P(2, 0, 1) = 3/6 · 1/3 · 2/2 = 1/6; the six orderings sum to 1; Gumbel-top-k draws
+    agent k first with probability exp(s_k)/6."""
+    s = jnp.log(jnp.array([1.0, 2.0, 3.0]))
+    logp = _maybe_jit(plackett_luce_logp, jit)
+    assert float(logp(s, jnp.array([2, 0, 1]))) == pytest.approx(math.log(1 / 6), abs=1e-6)
+    assert float(logp(s, jnp.array([0, 1, 2]))) == pytest.approx(math.log(1 / 6 * 2 / 5), abs=1e-6)
+    total = sum(math.exp(float(logp(s, jnp.array(p)))) for p in itertools.permutations(range(3)))
+    assert total == pytest.approx(1.0, abs=1e-6)
+    draws = jax.jit(jax.vmap(sample_plackett_luce, in_axes=(0, None)))(jax.random.split(jax.random.PRNGKey(0), 6000), s)
+    first = np.bincount(np.asarray(draws[:, 0]), minlength=3) / 6000
+    np.testing.assert_allclose(first, [1 / 6, 2 / 6, 3 / 6], atol=0.025)
+    assert all(sorted(d) == [0, 1, 2] for d in np.asarray(draws[:50]).tolist())
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_eq5_attention_graph_and_threshold(jit):
+    """q = [1, 2], k = [0, 1], d_k = 1: row 0 softmax([0, 1]) = [0.2689, 0.7311], row 1 softmax([0, 2]) =
+    [0.1192, 0.8808]; the diagonal is zeroed; δ = 0.2 removes 0.1192."""
+    q, k = jnp.array([[1.0], [2.0]]), jnp.array([[0.0], [1.0]])
+    g = _maybe_jit(attention_weights, jit)(q, k)
+    e = math.e
+    np.testing.assert_allclose(np.asarray(g), [[0.0, e / (1 + e)], [1 / (1 + e * e), 0.0]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(_maybe_jit(threshold_graph, jit)(g, 0.2)), [[0.0, e / (1 + e)], [0, 0]],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_upper_layer_ppo_loss_and_window_return(jit):
+    """Sr = 1.5, Â = 2, ε = 0.2: min(3, 2.4) = 2.4; KL term 0.1·(0.5 − ln 1.5) = 0.0094535."""
+    loss = _maybe_jit(dag_ppo_loss, jit)(jnp.log(1.5), jnp.asarray(0.0), jnp.asarray(2.0), 0.2, 0.1)
+    assert float(loss) == pytest.approx(-2.4 + 0.1 * (0.5 - math.log(1.5)), abs=1e-6)
+    loss = dag_ppo_loss(jnp.log(0.5), jnp.asarray(0.0), jnp.asarray(-1.0), 0.2, 0.0)  # min(-0.5, -0.8)
+    assert float(loss) == pytest.approx(0.8, abs=1e-6)
+    # rewards [T=2, E=2, A=2]; γ = 0.5: env 0 r̄ = [2, 2] → 3, env 1 r̄ = [0, 4] → 2; mean 2.5
+    r = jnp.array([[[1.0, 3.0], [0.0, 0.0]], [[2.0, 2.0], [4.0, 4.0]]])
+    assert float(_maybe_jit(window_return, jit)(r, 0.5)) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_eq13_derived_kl_on_hand_numbers(jit):
+    """Agent 0: p = [0.5, 0.5, -], q = [0.25, 0.75, -] (third action unavailable): KL = 0.5 ln 2 + 0.5 ln(2/3)
+    = 0.143841; agent 1 inactive (left out); Gaussian N(0, 1) ‖ N(1, 1): 0.5."""
+    f = jax.jit(derived_kl, static_argnums=4) if jit else derived_kl
+    p = jnp.log(jnp.array([[0.5, 0.5, 1.0], [0.9, 0.05, 0.05]]))
+    q = jnp.log(jnp.array([[0.25, 0.75, 1.0], [0.1, 0.1, 0.8]]))
+    avail = jnp.array([[True, True, False], [True, True, True]])
+    p, q = jnp.where(avail, p, MASKED_LOGIT), jnp.where(avail, q, MASKED_LOGIT)
+    kl = f(p, q, avail, jnp.array([True, False]), True)
+    assert float(kl) == pytest.approx(0.5 * math.log(2) + 0.5 * math.log(2 / 3), abs=1e-6)
+    both = float(f(p, q, avail, jnp.array([True, True]), True))
+    second = 0.9 * math.log(9) + 0.05 * math.log(0.5) + 0.05 * math.log(0.05 / 0.8)
+    assert both == pytest.approx((0.143841 + second) / 2, abs=1e-5)
+    out_p = jnp.array([[0.0, 0.0]])  # mean ⊕ log-std of one agent, one dimension
+    out_q = jnp.array([[1.0, 0.0]])
+    assert float(f(out_p, out_q, None, jnp.array([True]), False)) == pytest.approx(0.5, abs=1e-6)
+
+
+# the MAPPO tricks spelled out (as in test_sequential_orders) so that the runs differ only in the order
+TRICKS = dict(lr=5e-4, critic_input="global", value_norm=True, value_clip=True, huber_delta=10.0, adv_norm=True,
+              agent_id=True, use_active_masks=True, layer_norm_input=True, share_params=True)
+
+
+def _run(**kw):
+    trainer = make_train(tiny(**{"env": "mpe_spread", "num_agents": 3, "measure_trust_region": False, **kw}))
+    state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
+    return trainer, state, metrics
+
+
+def test_one_level_dag_is_the_simultaneous_update():
+    """δ = 0.9 leaves no edge (attention weights of 3 agents start near 1/3), so the DAG has one level: B2MAPO's
+    lower layer is then MAPPO's simultaneous update (the two empty batches are skipped, the factor and the
+    trace are 1), while its upper layer and π_ind still learn."""
+    _, ref, _ = _run(algo="mappo", **TRICKS)
+    trainer, b2, m = _run(algo="b2mapo", dag_threshold=0.9, num_batches=3, **TRICKS)
+    assert np.asarray(m["dag_batches"]).tolist() == [1.0, 1.0, 1.0]
+    assert np.asarray(m["dag_edges"]).tolist() == [0.0, 0.0, 0.0]
+    for x, y in zip(jax.tree.leaves((ref.learner.actor_params, ref.learner.critic_params)),
+                    jax.tree.leaves((b2.learner.actor_params, b2.learner.critic_params))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    # evaluation acts with π_ind, which is not π's parameter set but close to it after the distillation
+    ind = trainer.policy_params(b2)
+    assert ind is b2.learner.order.ind_params
+    assert not all(np.allclose(np.asarray(x), np.asarray(y))
+                   for x, y in zip(jax.tree.leaves(ind), jax.tree.leaves(b2.learner.actor_params)))
+    assert np.isfinite(np.asarray(m["derived_kl"])).all() and int(np.asarray(m["nonfinite"]).max()) == 0
+    # the upper layer learns from the second update on (its first transition completes there)
+    assert np.isnan(np.asarray(m["dag_policy_loss"])[0]) and np.isfinite(np.asarray(m["dag_policy_loss"])[1:]).all()
+    start = jax.jit(trainer.init)(jax.random.PRNGKey(0)).learner.order
+    assert not all(np.allclose(np.asarray(x), np.asarray(y))
+                   for x, y in zip(jax.tree.leaves(start.gen_params), jax.tree.leaves(b2.learner.order.gen_params)))
+    out = evaluate(trainer, ind, jax.random.PRNGKey(2), episodes=2)
+    assert np.isfinite(out["return_mean"])

@@ -1,18 +1,22 @@
 """Training time per update and decision time per step of the update orders (Tables 1–2 of Zhang et al. 2024).
 
 For each SMAX map and each of MAPPO (simultaneous), HAPPO (random permutation), A2PO (semi-greedy, agent by
-agent) and the batch-by-batch order (``update_order=batches``, ``num_batches`` groups): the wall time of one
-jitted update (rollout + learning; compile excluded, median of ``--repeats`` timed chunks) and of one
-decentralised decision step (``trainer.act`` for every agent of ``--envs`` envs, jitted, median). Printed as
-two tables with the ratio to A2PO, as the paper reports them.
+agent), B2MAPO (DAG batches, at most ``--num-batches``, its upper layer and π_ind's distillation included) and
+the plain batch-by-batch order (``update_order=batches``, random partition into ``--num-batches`` groups): the
+wall time of one jitted update (rollout + learning; compile excluded, median of ``--repeats`` timed chunks)
+and of one decentralised decision step (``trainer.act`` for every agent of ``--envs`` envs with the parameters
+evaluation acts with, ``trainer.policy_params``: π_ind for B2MAPO; jitted, median). Printed as two tables with
+the per-map and mean ratio to A2PO (and, for decision time, to MAPPO), as the paper reports them.
 
-In trustmarl every order trains the same decentralised policy network (MAPPO's), so decision times should
-not differ by algorithm; the paper's A2PO network conditions on preceding agents' actions, which is where its
-Table 2 gap comes from. Training time is what the orders change: A2PO and HAPPO run the PPO epochs once per
-agent, the batch order once per batch.
+In trustmarl every order's decision network is MAPPO's (B2MAPO's π_ind is MAPPO's architecture by design;
+trustmarl's A2PO does not condition on preceding agents' actions), so decision times should not differ by
+algorithm; the paper's A2PO network conditions on preceding agents' actions, which is where its Table 2 gap
+comes from. Training time is what the orders change: A2PO and HAPPO run the PPO epochs once per agent, the
+batch orders once per batch (B2MAPO's scan always holds ``num_batches`` batches under the seed vmap, where
+skipping an empty one is a select).
 
-usage: python benchmarks/bench_orders.py [--maps 2s3z,3s5z,8m_vs_9m,27m_vs_30m] [--num-batches 3]
-                                         [--envs 32] [--rollout 64] [--repeats 3]
+usage: python benchmarks/bench_orders.py [--maps 2m_vs_1z,2s3z,8m_vs_9m,27m_vs_30m] [--num-batches 3]
+                                         [--envs 32] [--rollout 64] [--repeats 3] [--algos MAPPO,A2PO,B2MAPO]
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ ORDERS = {
     "MAPPO": dict(algo="mappo"),
     "HAPPO": dict(algo="happo", share_params=True),
     "A2PO": dict(algo="a2po"),
+    "B2MAPO": dict(algo="b2mapo"),
     "batches": dict(algo="a2po", update_order="batches", batch_order="score", clip_schedule_weight=0.0),
 }
 
@@ -54,44 +59,55 @@ def measure(map_name: str, kw: dict, args) -> tuple[float, float, int]:
                         "rollout_length": args.rollout, "update_epochs": 2, "num_minibatches": 2,
                         "total_env_steps": args.envs * args.rollout * 10, "measure_trust_region": False,
                         "progress": False, **({"num_batches": args.num_batches} if kw.get("update_order") ==
-                                              "batches" else {}), **kw})
+                                              "batches" or kw["algo"] == "b2mapo" else {}), **kw})
     trainer = make_train(cfg)
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
-    update = jax.jit(lambda s: trainer.run_chunk(s, 1))
+    # the run loop's program: the seed axis vmapped (one seed)
+    state = jax.jit(jax.vmap(trainer.init))(jax.random.PRNGKey(0)[None])
+    update = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, 1)))
     train_s = _timed(update, state, repeats=args.repeats)
+    state = jax.tree.map(lambda x: x[0], state)
     ts = state.runner.timestep
     act = jax.jit(lambda p, h, o, a, r, n: trainer.act(p, h, o, a, r, n).action)
     noise = trainer.draw_noise(jax.random.PRNGKey(1), (args.envs,))
-    decide_s = _timed(act, state.learner.actor_params, state.runner.actor_h, ts.obs, ts.avail,
+    decide_s = _timed(act, trainer.policy_params(state), state.runner.actor_h, ts.obs, ts.avail,
                       jnp.ones((args.envs,), bool), noise, repeats=args.repeats * 20)
     return train_s, decide_s, trainer.num_agents
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--maps", default="2s3z,3s5z,8m_vs_9m,27m_vs_30m")
+    p.add_argument("--maps", default="2m_vs_1z,2s3z,8m_vs_9m,27m_vs_30m")
+    p.add_argument("--algos", default=",".join(ORDERS), help=f"subset of {', '.join(ORDERS)} (A2PO needed)")
     p.add_argument("--num-batches", type=int, default=3)
     p.add_argument("--envs", type=int, default=32)
     p.add_argument("--rollout", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     maps = args.maps.split(",")
+    algos = args.algos.split(",")
+    bad = [a for a in algos if a not in ORDERS]
+    if bad or "A2PO" not in algos:
+        p.error(f"--algos={args.algos!r}: allowed {', '.join(ORDERS)}, and A2PO must be one (the reference)")
     train, decide, agents = {}, {}, {}
     for m in maps:
-        for name, kw in ORDERS.items():
+        for name in algos:
+            kw = ORDERS[name]
             t, d, n = measure(m, kw, args)
             train[(name, m)], decide[(name, m)], agents[m] = t, d, n
             print(f"  {m:<12} {name:<8} train {t * 1e3:9.1f} ms/update   decide {d * 1e6:8.1f} µs/step", flush=True)
-    for title, table, unit, scale in (("Training time per update", train, "s", 1.0),
-                                      ("Decision time per step", decide, "ms", 1e3)):
-        print(f"\n{title} ({unit}); last column: mean over maps relative to A2PO")
-        print("| algorithm | " + " | ".join(f"{m} ({agents[m]} agents)" for m in maps) + " | vs A2PO |")
-        print("|---" * (len(maps) + 2) + "|")
-        base = statistics.mean(table[("A2PO", m)] for m in maps)
-        for name in ORDERS:
+    refs = [("A2PO", "A2PO")] + ([("MAPPO", "MAPPO")] if "MAPPO" in algos else [])
+    for title, table, unit, scale, against in (("Training time per update", train, "s", 1.0, refs[:1]),
+                                               ("Decision time per step", decide, "ms", 1e3, refs)):
+        print(f"\n{title} ({unit}); per map: time (ratio to A2PO); last columns: mean over maps relative to "
+              + " and ".join(r for r, _ in against))
+        print("| algorithm | " + " | ".join(f"{m} ({agents[m]} agents)" for m in maps) + " | "
+              + " | ".join(f"mean vs {r}" for r, _ in against) + " |")
+        print("|---" * (len(maps) + 1 + len(against)) + "|")
+        for name in algos:
             mean = statistics.mean(table[(name, m)] for m in maps)
-            print(f"| {name} | " + " | ".join(f"{table[(name, m)] * scale:.4g}" for m in maps)
-                  + f" | {mean / base:.2f}x |")
+            cells = [f"{table[(name, m)] * scale:.4g} ({table[(name, m)] / table[('A2PO', m)]:.2f}x)" for m in maps]
+            ratios = [f"{mean / statistics.mean(table[(r, m)] for m in maps):.2f}x" for r, _ in against]
+            print(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,10 @@ def test_bf16_run_keeps_parameters_and_optimiser_state_float32(bf16_run):
                                                    avail))(learner.actor_params)
     dots = _dot_operand_dtypes(closed.jaxpr)
     assert len(dots) >= 4 and all(d == {jnp.dtype(jnp.bfloat16)} for d in dots), dots
+    # and so are the backward pass's (bf16_matmul's own rule; a cast-then-multiply would give f32 x bf16 ones)
+    out_sum = lambda p: jnp.sum(apply_agents(trainer.actor, p, h, batch_x, jnp.zeros((2, 1), bool), avail)[1])  # noqa
+    grads = _dot_operand_dtypes(jax.make_jaxpr(jax.grad(out_sum))(learner.actor_params).jaxpr)
+    assert len(grads) > len(dots) and all(d == {jnp.dtype(jnp.bfloat16)} for d in grads), grads
 
 
 def test_precision_is_validated():

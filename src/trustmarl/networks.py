@@ -38,16 +38,54 @@ PRECISIONS = ("float32", "bf16")
 
 
 def matmul(a: jax.Array, b: jax.Array, precision: str = "float32") -> jax.Array:
-    """``a @ b``; with ``precision="bf16"`` on bfloat16 operands, accumulated and returned in float32."""
+    """``a @ b`` for ``a`` [..., K], ``b`` [K, N] (or [K]); with ``precision="bf16"`` :func:`bf16_matmul`."""
     if precision == "float32":
         return a @ b
+    if b.ndim == 1:
+        return bf16_matmul(a, b[:, None])[..., 0]
+    return bf16_matmul(a, b)
+
+
+def _mm16(a, b):
+    """bfloat16 operands, float32 accumulation and result."""
     return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
 
 
+@jax.custom_vjp
+def bf16_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` (``a`` [..., K], ``b`` [K, N]) on bfloat16 operands with float32 accumulation and result, in
+    both passes: the backward products ``ḡ bᵀ`` and ``aᵀ ḡ`` also take bfloat16 operands (``ḡ`` the
+    cotangent rounded to bfloat16). Autodiff of a cast-then-multiply would instead multiply the float32
+    cotangent by the bfloat16 operand, a mixed product XLA's CPU runs in float32, which took away the
+    gain (a 20480×128 by 128×384 product: 28 ms in float32, 12.6 ms on bfloat16 operands, here)."""
+    return _mm16(a, b)
+
+
+def _bf16_fwd(a, b):
+    # empty arrays carry the primal dtypes (residuals must be arrays)
+    return _mm16(a, b), (a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), jnp.zeros((0,), a.dtype),
+                         jnp.zeros((0,), b.dtype))
+
+
+def _bf16_bwd(res, g):
+    a16, b16, a_tag, b_tag = res
+    a_dtype, b_dtype = a_tag.dtype, b_tag.dtype
+    g16 = g.astype(jnp.bfloat16)
+    da = _mm16(g16, b16.T)
+    db = _mm16(a16.reshape(-1, a16.shape[-1]).T, g16.reshape(-1, g16.shape[-1]))
+    return da.astype(a_dtype), db.astype(b_dtype)
+
+
+bf16_matmul.defvjp(_bf16_fwd, _bf16_bwd)
+
+
 def _bf16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """flax ``Dense``'s product on bfloat16 operands with a float32 result (the bias is added in float32)."""
-    return jax.lax.dot_general(lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), dimension_numbers,
-                               precision=precision, preferred_element_type=jnp.float32)
+    """flax ``Dense``'s product (``lhs`` [..., K] by ``rhs`` [K, N]) by :func:`bf16_matmul`; the bias is added in
+    float32."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    if tuple(lc) != (lhs.ndim - 1,) or tuple(rc) != (0,) or lb or rb or rhs.ndim != 2:
+        raise ValueError(f"bf16 products support Dense's [..., K] x [K, N] only, got {dimension_numbers}")
+    return bf16_matmul(lhs, rhs)
 
 
 def dense(features: int, precision: str = "float32", **kw) -> nn.Dense:
@@ -169,9 +207,9 @@ def _lnd_bwd(precision, res, g):
     gsum = g.sum(lead)
     d_kernel = scale[:, None] * G + bias[:, None] * gsum[None]
     d_scale = (kernel * G).sum(1)
-    d_bias = kernel @ gsum
+    d_bias = matmul(kernel, gsum, precision)
     xh = (x - mu) * rho
-    dxh = (g @ kernel.T) * scale
+    dxh = matmul(g, kernel.T, precision) * scale
     dx = rho * (dxh - dxh.mean(-1, keepdims=True) - xh * (dxh * xh).mean(-1, keepdims=True))
     return dx, d_scale, d_bias, d_kernel, gsum
 

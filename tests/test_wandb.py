@@ -187,3 +187,22 @@ def test_wandb_is_off_by_default_and_only_an_optional_extra(monkeypatch, tmp_pat
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("wandb") for dep in meta["dependencies"])
     assert meta["optional-dependencies"]["wandb"] == ["wandb==0.31.0"]
+
+
+def test_a_run_that_stops_on_an_error_finishes_its_wandb_run_with_exit_code_1(tmp_path, monkeypatch):
+    """The loop passes the failure on: a chunk that raises (here a stand-in for the chunk loop) ends the W&B
+    run with exit code 1, and the error still reaches the caller."""
+    from trustmarl.runtime import loop
+    fake = FakeWandb()
+    _install(monkeypatch, fake)
+
+    def broken_chunks(*args, **kwargs):
+        raise RuntimeError("chunk failed")
+
+    monkeypatch.setattr(loop, "_chunks", broken_chunks)
+    cfg = Config.build(TINY, wandb=True, out_dir=str(tmp_path), run_name="r")
+    driver = loop.make_driver(cfg)
+    monkeypatch.setattr(driver, "init", lambda: None)  # nothing is compiled: the chunk loop fails first
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        loop.train(cfg, driver=driver, plot=False)
+    assert len(fake.inits) == 1 and fake.logs == [] and fake.finishes == [{"exit_code": 1}]

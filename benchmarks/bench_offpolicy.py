@@ -9,8 +9,10 @@ hidden 128), compiles the trainer's own pieces once and keeps the fastest of ``-
   behaviour policy, each transition added to the flashbax buffer) over its wall time;
 * ``grad updates/s``: one call of ``trainer.learn`` (``gradient_steps`` full gradient steps: sample, the
   algorithm's ``before_step``, critic, actor, Polyak targets) over its wall time, divided into steps;
-* ``iteration env-steps/s``: one whole ``trainer.update`` (collect, then the gradient steps, at the default ratio
-  of 4 gradient steps per 96 transitions): the training throughput a run gets once learning has started.
+* ``iteration env-steps/s``: the env steps of one iteration over the time of one collection plus one learning
+  phase (the default ratio of 4 gradient steps per 96 transitions), the training throughput once learning runs;
+* the same three per CPU-second of this process (``time.process_time``, all threads): on a shared machine other
+  processes take cores but not this process's CPU time, so these are steadier than the wall-time ones.
 
 Run: ``python benchmarks/bench_offpolicy.py`` (every case; tens of minutes on 2 cores), or e.g.
 ``python benchmarks/bench_offpolicy.py --envs spread --agents 2 8 --algos maddpg maac --set batch_size=256``.
@@ -42,13 +44,14 @@ def case_config(algo: str, env: str, n: int, extra: dict) -> Config:
     return Config.build(kw)
 
 
-def best_of(fn, args, repeats: int) -> float:
-    best = float("inf")
+def best_of(fn, args, repeats: int) -> tuple[float, float]:
+    """Fastest wall time and fastest process CPU time of ``repeats`` calls."""
+    wall, cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        w, c = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
+    return wall, cpu
 
 
 def time_case(config: Config, repeats: int) -> dict:
@@ -58,20 +61,16 @@ def time_case(config: Config, repeats: int) -> dict:
     state = jax.jit(t.init)(jax.random.PRNGKey(0))
     collect = jax.jit(t.collect)
     learn = jax.jit(t.learn)
-    update = jax.jit(t.update)
     w = time.perf_counter()
     _, buf, _, _ = collect(state, jax.random.PRNGKey(1))
-    # an iteration past the warm-up: the buffer holds transitions and the gradient steps run
-    state = state._replace(buffer=buf, transitions=jax.numpy.int32(t.learn_start))
-    learn(state.learner, buf, jax.random.PRNGKey(2))
-    update(state)
+    jax.block_until_ready(learn(state.learner, buf, jax.random.PRNGKey(2)))
     compile_s = time.perf_counter() - w
     steps = c.num_envs * c.collect_steps
-    t_col = best_of(collect, (state, jax.random.PRNGKey(3)), repeats)
-    t_learn = best_of(learn, (state.learner, buf, jax.random.PRNGKey(4)), repeats)
-    t_upd = best_of(update, (state,), repeats)
-    return {"num_agents": t.num_agents, "collect": steps / t_col, "grad": c.gradient_steps / t_learn,
-            "iteration": steps / t_upd, "compile_s": compile_s}
+    col_w, col_c = best_of(collect, (state, jax.random.PRNGKey(3)), repeats)
+    lrn_w, lrn_c = best_of(learn, (state.learner, buf, jax.random.PRNGKey(4)), repeats)
+    return {"num_agents": t.num_agents, "collect": (steps / col_w, steps / col_c),
+            "grad": (c.gradient_steps / lrn_w, c.gradient_steps / lrn_c),
+            "iteration": (steps / (col_w + lrn_w), steps / (col_c + lrn_c)), "compile_s": compile_s}
 
 
 def main() -> None:
@@ -90,16 +89,17 @@ def main() -> None:
         extra[k] = v
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores, "
           f"python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    head = (f"| {'env':<8} | {'N':>3} | {'algorithm':<9} | {'collect env-steps/s':>19} | {'grad updates/s':>14} | "
-            f"{'iteration env-steps/s':>21} | {'compile s':>9} |")
+    head = ("| env | N | algorithm | collect env-steps/s (per CPU-s) | grad updates/s (per CPU-s) | "
+            "iteration env-steps/s (per CPU-s) | compile s |")
     print(head)
-    print("|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|", flush=True)
+    print("|---|---|---|---|---|---|---|", flush=True)
+    pair = lambda x, f: f"{x[0]:{f}} ({x[1]:{f}})"  # noqa: E731
     for env in args.envs:
         for n in args.agents:
             for algo in args.algos:
                 r = time_case(case_config(algo, env, n, extra), args.repeats)
-                print(f"| {env:<8} | {r['num_agents']:>3} | {algo:<9} | {r['collect']:>19,.0f} | {r['grad']:>14,.2f} | "
-                      f"{r['iteration']:>21,.0f} | {r['compile_s']:>9.0f} |", flush=True)
+                print(f"| {env} | {r['num_agents']} | {algo} | {pair(r['collect'], ',.0f')} | {pair(r['grad'], '.2f')} | "
+                      f"{pair(r['iteration'], ',.0f')} | {r['compile_s']:.0f} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 

@@ -148,6 +148,10 @@ class OffPolicyTrainer:
         if not spec.discrete:
             raise ConfigError(f"env={c.env!r} has continuous actions; algo={c.algo} here supports discrete actions "
                               f"only (allowed envs: spread, mpe_spread, pursuit, rover_tower, smax)")
+        if c.network != "ff":
+            raise ConfigError(f"network={c.network!r} is not supported by the off-policy family; allowed: ff")
+        if c.layer_norm_input:
+            raise ConfigError("layer_norm_input=True is not supported by the off-policy family; allowed: false")
         self.num_agents = A = spec.num_agents
         self.num_actions = U = spec.num_actions
         self.derived: Derived = c.derived(A)

@@ -311,7 +311,7 @@ def maddpg_run():
 
 
 def test_maddpg_learns_spread_two_agents(maddpg_run):
-    """Spread, 2 agents, seed 0, 30k env steps (937 iterations, 937 gradient steps): the uniform random
+    """Spread, 2 agents, seed 0, 30k env steps (937 iterations, 922 gradient steps): the uniform random
     policy scores −21.3 per episode (256 episodes); the trained greedy policy must reach −18.5 (measured: see docs)."""
     from trustmarl.evaluation import evaluate
     t, state, m = maddpg_run

@@ -3,7 +3,8 @@
 For each case (trustmarl's Spread and Pursuit with N agents, N in ``--agents``) and each algorithm the script
 builds the config the CLI would build (``trustmarl train algo=<a> env=<e> ...``: algorithm defaults < preset <
 the options here; Table 3's 12 envs, 8 steps per iteration (96 transitions), 4 gradient steps of batch 1024,
-hidden 128), compiles the trainer's own pieces once and keeps the fastest of ``--repeats`` timed calls:
+hidden 128; a buffer of 1024 transitions), compiles the trainer's own pieces once and keeps the fastest of
+``--repeats`` timed calls:
 
 * ``collect env-steps/s``: one call of ``trainer.collect`` (``num_envs × collect_steps`` env steps with the
   behaviour policy, each transition added to the flashbax buffer) over its wall time;
@@ -36,7 +37,10 @@ AGENTS = (2, 8, 16)
 
 
 def case_config(algo: str, env: str, n: int, extra: dict) -> Config:
-    kw = {"algo": algo, "env": env, "progress": False, "total_env_steps": 20_000, **extra}
+    # A buffer of batch_size (1024) transitions: a jitted call that adds to a buffer it does not own copies the
+    # whole buffer, which would time a memcpy of the storage instead of the collection (inside a training
+    # chunk the buffer is carried by the scan, and the copy is once per chunk).
+    kw = {"algo": algo, "env": env, "progress": False, "total_env_steps": 1024, **extra}
     if env == "pursuit":
         kw["env_options"] = json.dumps({"n_pursuers": n})
     else:

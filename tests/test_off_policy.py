@@ -97,6 +97,17 @@ def test_nonstationarity_hand_numbers(jit):
     np.testing.assert_allclose(np.asarray(F.nonstationarity(coord, pred, pol, 0.1)), [0.1, 0.1])  # Π_ns
 
 
+@JIT
+def test_weighted_policy_divergence_hand_numbers(jit):
+    """MAMT-WS: D_i = Π(1/n·Σ_{j≠i} C_ij KL[π_j^old ‖ π_j])."""
+    old = jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75], [0.5, 0.5]]))
+    new = jnp.log(jnp.array([[0.25, 0.75], [0.25, 0.75], [0.5, 0.5]]))
+    coord = jnp.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0], [0.2, 0.8, 0.0]])
+    kl0 = 0.5 * math.log(4.0 / 3.0)  # KL[(½, ½) ‖ (¼, ¾)]; agents 1 and 2 did not move
+    d = np.asarray(_maybe_jit(lambda c, o, n: F.weighted_policy_divergence(c, o, n, 10.0), jit)(coord, old, new))
+    np.testing.assert_allclose(d, [0.0, kl0 / 3, 0.2 * kl0 / 3], rtol=1e-5, atol=1e-8)
+
+
 def test_ablation_coordinations():
     np.testing.assert_allclose(np.asarray(F.fixed_coordination(3)), (1 - np.eye(3)) / 2)
     r = np.asarray(F.random_coordination(jax.random.PRNGKey(0), (5,), 4))
@@ -339,3 +350,20 @@ def test_host_path_collects_and_learns():
     np.testing.assert_array_equal(m["learning"], [0.0, 1.0, 1.0])  # 10 transitions < 16, then 20, 30
     assert np.isnan(m["critic_loss"][0]) and np.all(np.isfinite(m["critic_loss"][1:]))
     assert m["episodes"].sum() == 2 and np.all(m["nonfinite"] == 0)
+
+
+def test_diagnostics_figure_from_a_run_folder(tmp_path):
+    """Figures 3-5's quantities from metrics.csv: seed means per env step, the panels the run has."""
+    from trustmarl.offpolicy.figures import plot_diagnostics, read_metrics
+    rows = ["seed,update,env_steps,kl_old_0,kl_old_1,delta_0,delta_1,coord_mean,coord_var,return_mean",
+            "0,1,96,0.1,0.2,0.5,0.5,1,0,-20", "1,1,96,0.3,0.4,0.4,0.6,1,0,-22", "0,2,192,0.2,0.1,0.3,0.6,0.9,0.01,"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    m = read_metrics(tmp_path)
+    np.testing.assert_allclose(m["env_steps"], [96, 192])
+    np.testing.assert_allclose(m["kl_old_0"], [0.2, 0.2])
+    np.testing.assert_allclose(m["delta_1"], [0.55, 0.6])
+    png = plot_diagnostics(tmp_path)
+    assert png.is_file() and png.stat().st_size > 1000
+    (tmp_path / "metrics.csv").write_text("seed,update,env_steps,return_mean\n0,1,96,-20\n")
+    with pytest.raises(ValueError, match="no MAMD/MAMT diagnostics"):
+        plot_diagnostics(tmp_path)

@@ -302,8 +302,9 @@ SEQUENTIAL_ORDERS = ("random_permutation", "semi_greedy", "batches")
 
 
 def init_order_state(order: str, p: UpdatePieces, key: jax.Array):
-    """The state an order keeps in the learner (``LearnerState.order``): B2MAPO's :class:`~trustmarl.seams.dag.
-    DagState` for ``batches`` with ``batch_partition=dag``; None for every other order."""
+    """The state an order keeps in the learner (``LearnerState.order``): B2MAPO's
+    :class:`trustmarl.seams.dag.DagState` for ``batches`` with ``batch_partition=dag``; None for every other
+    order."""
     if order == "batches" and p.options.batch_partition == "dag":
         from trustmarl.seams.dag import init_dag_state
         return init_dag_state(p, p.dag, key)

@@ -19,7 +19,7 @@ from trustmarl.runtime import checkpoints as ckpt
 from trustmarl.runtime.errors import CheckpointWriteError, NonFiniteError
 from trustmarl.runtime.loop import make_driver, train
 
-ALGOS = sorted(ALGORITHMS)
+ALGOS = sorted(a for a, x in ALGORITHMS.items() if x.family == "on_policy")  # _config sets on-policy keys
 _DRIVERS: dict = {}  # one compiled driver per algorithm, shared by the steps of its test
 
 

@@ -140,6 +140,10 @@ class OffPolicyTrainer:
         if c.algo not in RULES:
             raise ConfigError(f"algo={c.algo!r} has no off-policy rule; allowed: {', '.join(RULES)}")
         self.rule = RULES[c.algo]
+        if c.network != "ff":
+            raise ConfigError(f"network={c.network!r} is not supported by the off-policy family; allowed: ff")
+        if c.layer_norm_input:
+            raise ConfigError("layer_norm_input=True is not supported by the off-policy family; allowed: false")
         self.env = env if env is not None else build_env(c)
         if not hasattr(self.env, "step_batch") and not hasattr(self.env, "step"):
             raise ConfigError(f"env={c.env!r}: the off-policy trainer needs a JAX env; allowed: spread, mpe_spread, "
@@ -148,10 +152,6 @@ class OffPolicyTrainer:
         if not spec.discrete:
             raise ConfigError(f"env={c.env!r} has continuous actions; algo={c.algo} here supports discrete actions "
                               f"only (allowed envs: spread, mpe_spread, pursuit, rover_tower, smax)")
-        if c.network != "ff":
-            raise ConfigError(f"network={c.network!r} is not supported by the off-policy family; allowed: ff")
-        if c.layer_norm_input:
-            raise ConfigError("layer_norm_input=True is not supported by the off-policy family; allowed: false")
         self.num_agents = A = spec.num_agents
         self.num_actions = U = spec.num_actions
         self.derived: Derived = c.derived(A)

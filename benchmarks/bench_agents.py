@@ -144,7 +144,8 @@ def main() -> None:
     parser.add_argument("--spread", type=int, nargs="*", default=list(SPREAD_AGENTS),
                         help="Spread agent counts (none: skip Spread)")
     parser.add_argument("--smax", nargs="*", default=list(SMAX_MAPS), help="SMAX maps (none: skip SMAX)")
-    parser.add_argument("--algos", nargs="+", default=list(ALGORITHMS),
+    parser.add_argument("--algos", nargs="+",  # the on-policy family (off-policy: bench_offpolicy.py)
+                        default=[a for a, x in ALGORITHMS.items() if x.family == "on_policy"],
                         help="algorithms, optionally with overrides: mappo[global_state=env]")
     parser.add_argument("--set", nargs="*", default=[], help="key=value for every run (e.g. num_envs=16)")
     parser.add_argument("--spread-set", nargs="*", default=[], help="key=value for Spread runs only")

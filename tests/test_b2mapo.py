@@ -138,7 +138,7 @@ def test_one_level_dag_is_the_simultaneous_update():
     lower layer is then MAPPO's simultaneous update (the two empty batches are skipped, the factor and the
     trace are 1), while its upper layer and π_ind still learn."""
     _, ref, _ = _run(algo="mappo", **TRICKS)
-    trainer, b2, m = _run(algo="b2mapo", dag_threshold=0.9, num_batches=3, **TRICKS)
+    trainer, b2, m = _run(algo="b2mapo", dag_threshold=0.9, num_batches=3, ind_epochs=2, **TRICKS)
     assert np.asarray(m["dag_batches"]).tolist() == [1.0, 1.0, 1.0]
     assert np.asarray(m["dag_edges"]).tolist() == [0.0, 0.0, 0.0]
     for x, y in zip(jax.tree.leaves((ref.learner.actor_params, ref.learner.critic_params)),

@@ -114,6 +114,8 @@ class Config:
                             section="sequential")
     dag_envs: int = _f(4, "batch_partition=dag: envs of the rollout whose trajectories the upper layer encodes "
                        "(its state; its cost and memory grow with it)", low=1, section="sequential")
+    ind_epochs: int = _f(1, "batch_partition=dag: passes over the rollout's minibatches of B2MAPO eq. 13 (pi_ind's "
+                         "KL to pi) per update", low=1, section="sequential")
     batch_order: str = _f("score", "batches order: groups by descending mean |A/V| (score), A2PO's semi_greedy, "
                           "or random", choices=("score", "semi_greedy", "random"), section="sequential")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")

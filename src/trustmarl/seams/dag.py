@@ -51,8 +51,8 @@ Lower layer
 **Not done:** the paper's π^i and V^i also read the actions of the preceding batches' agents (§4.2); here they
 see the agent's own observation only (acting batch by batch in the rollout and re-deciding the DAG every
 update do not compose in one jitted rollout without storing each step's DAG). π_ind has MAPPO's
-architecture (the trainer's actor, a second parameter set) and after each update takes one pass over the
-rollout's minibatches of the eq. 13 loss ``E_t[Σ_i KL(π^i(·|o^i_t) ‖ π^i_ind(·|o^i_t))]`` (active entries,
+architecture (the trainer's actor, a second parameter set) and after each update takes ``ind_epochs`` passes
+(default 1) over the rollout's minibatches of the eq. 13 loss ``E_t[Σ_i KL(π^i(·|o^i_t) ‖ π^i_ind(·|o^i_t))]`` (active entries,
 the updated π as the fixed target). The paper also updates π_ind by MAPPO; trustmarl trains it by eq. 13
 alone. Rollouts are collected by π; evaluation and execution use π_ind (``trainer.policy_params``). With a
 GRU, π_ind's hidden state at the start of each rollout chunk is zero (π's carried state is not π_ind's).
@@ -326,7 +326,7 @@ def dag_order(p, d: DagPieces, inner: Callable):
                     "dag_advantage": jnp.where(st.has_prev, adv, nan), "dag_return": ret}
 
     def distill(learner, batch, key):
-        """One pass over the minibatches of eq. 13's loss for π_ind against the updated π."""
+        """``ind_epochs`` passes over the minibatches of eq. 13's loss for π_ind against the updated π."""
         st = learner.order
         b = batch._replace(actor_h=jnp.zeros_like(batch.actor_h))  # π_ind's own (zero) carried state
 
@@ -340,8 +340,11 @@ def dag_order(p, d: DagPieces, inner: Callable):
             params, opt_state = d.actor_opt.step(params, opt_state, g, learner.updates, everyone)
             return (params, opt_state), (loss, finite)
 
-        (params, opt_state), (losses, finite) = jax.lax.scan(step, (st.ind_params, st.ind_opt),
-                                                             p.minibatches(b, key))
+        def epoch(carry, k):
+            return jax.lax.scan(step, carry, p.minibatches(b, k))
+
+        (params, opt_state), (losses, finite) = jax.lax.scan(epoch, (st.ind_params, st.ind_opt),
+                                                             jax.random.split(key, o.ind_epochs))
         return learner._replace(order=st._replace(ind_params=params, ind_opt=opt_state)), losses, finite
 
     def update(learner, batch, key, trace):
@@ -361,8 +364,8 @@ def dag_order(p, d: DagPieces, inner: Callable):
         extra = {k: one(v) for k, v in upper_metrics.items()}
         extra["dag_batches"] = one(jnp.sum(groups.any(-1)).astype(jnp.float32))
         extra["dag_edges"] = one(jnp.sum(dag_edges(out.graph, perm)).astype(jnp.float32))
-        extra["derived_kl"] = kl[None]
-        extra["derived_grads_finite"] = kl_finite[None]  # folded into the trainer's "nonfinite" flags
+        extra["derived_kl"] = kl
+        extra["derived_grads_finite"] = kl_finite  # folded into the trainer's "nonfinite" flags
         return learner, ({**metrics, **extra}, tr)
 
     return update

@@ -69,6 +69,7 @@ class SequentialOptions(NamedTuple):
     dag_threshold: float = 0.1  # dag partition: δ of eq. 5 (B2MAPO)
     dag_kl_coef: float = 0.01  # dag partition: c_1, the upper layer's KL penalty (§4.1)
     dag_envs: int = 4  # dag partition: envs whose trajectories the upper layer encodes
+    ind_epochs: int = 1  # dag partition: passes of eq. 13 (π_ind's distillation) per update
     gamma: float = 0.99
     gae_lambda: float = 0.95
     adv_norm: bool = True

@@ -214,7 +214,7 @@ class OnPolicyTrainer:
             clip_schedule_weight=c.clip_schedule_weight, trace_correction=c.trace_correction,
             trace_lambda_twice=c.trace_lambda_twice, num_batches=c.num_batches, batch_partition=c.batch_partition,
             batch_order=c.batch_order, dag_threshold=c.dag_threshold, dag_kl_coef=c.dag_kl_coef,
-            dag_envs=c.dag_envs, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
+            dag_envs=c.dag_envs, ind_epochs=c.ind_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
         dag = DagPieces(
             policy_out=lambda params, b: apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset,
                                                       b.avail)[1],

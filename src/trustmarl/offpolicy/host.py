@@ -35,20 +35,10 @@ class OffPolicyHostDriver:
     def __init__(self, config, env_fn: Callable[[], Any], *, async_: bool = True,
                  episode_limit: Optional[int] = None, context: Optional[str] = "spawn",
                  num_envs: Optional[int] = None):
-        from trustmarl.envs.host_vector import HostVectorEnv
-        from trustmarl.trainers import make_train
+        from trustmarl.runtime.drivers import open_host_envs
         c = config
-        if c.num_seeds != 1:
-            raise ValueError(f"num_seeds={c.num_seeds} is not supported on the host path; allowed: 1")
-        self.global_state = "concat_obs" if c.global_state == "auto" else c.global_state
-        self.venv = HostVectorEnv(env_fn, num_envs or c.num_envs, global_state=self.global_state, seed=c.seed,
-                                  async_=async_, episode_limit=episode_limit, context=context,
-                                  timeout=c.stall_timeout if c.stall_timeout > 0 else None)
-        try:
-            self.trainer = make_train(c, env=self.venv)
-        except Exception:
-            self.venv.close()
-            raise
+        self.global_state, self.venv, self.trainer = open_host_envs(c, env_fn, async_, episode_limit, context,
+                                                                    num_envs)
         self.num_seeds = 1
         self.env_s = 0.0
         t = self.trainer

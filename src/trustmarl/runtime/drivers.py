@@ -134,6 +134,29 @@ def _light_runner(trainer_mod, ts, reset, actor_h, critic_h):
                                    critic_h=critic_h)
 
 
+def open_host_envs(config, env_fn: Callable[[], Any], async_: bool, episode_limit: Optional[int],
+                   context: Optional[str], num_envs: Optional[int]):
+    """The host path's vector env and the config's trainer built on it (any family): ``(global_state, venv,
+    trainer)``; the workers are closed again if the trainer cannot be built."""
+    from trustmarl.envs.host_vector import HostVectorEnv
+    from trustmarl.trainers import make_train
+    c = config
+    if c.num_seeds != 1:
+        raise ValueError(f"num_seeds={c.num_seeds} is not supported on the host path; allowed: 1")
+    global_state = "concat_obs" if c.global_state == "auto" else c.global_state
+    # A worker that hangs is stopped after stall_timeout seconds for one reset/step (one line, no leftover
+    # processes) rather than by the watchdog, which ends the whole process.
+    venv = HostVectorEnv(env_fn, num_envs or c.num_envs, global_state=global_state, seed=c.seed,
+                         async_=async_, episode_limit=episode_limit, context=context,
+                         timeout=c.stall_timeout if c.stall_timeout > 0 else None)
+    try:
+        trainer = make_train(c, env=venv)
+    except Exception:
+        venv.close()
+        raise
+    return global_state, venv, trainer
+
+
 class HostDriver:
     """Rollouts collected on the host, then the trainer's own jitted ``learn`` (the same learning step)."""
 
@@ -141,22 +164,9 @@ class HostDriver:
                  episode_limit: Optional[int] = None, context: Optional[str] = "spawn",
                  num_envs: Optional[int] = None):
         """``num_envs`` overrides ``config.num_envs`` (evaluation steps its own number of envs)."""
-        from trustmarl.envs.host_vector import HostVectorEnv
-        from trustmarl.trainers import make_train
         c = config
-        if c.num_seeds != 1:
-            raise ValueError(f"num_seeds={c.num_seeds} is not supported on the host path; allowed: 1")
-        self.global_state = "concat_obs" if c.global_state == "auto" else c.global_state
-        # A worker that hangs is stopped after stall_timeout seconds for one reset/step (one line, no leftover
-        # processes) rather than by the watchdog, which ends the whole process.
-        self.venv = HostVectorEnv(env_fn, num_envs or c.num_envs, global_state=self.global_state, seed=c.seed,
-                                  async_=async_, episode_limit=episode_limit, context=context,
-                                  timeout=c.stall_timeout if c.stall_timeout > 0 else None)
-        try:
-            self.trainer = make_train(c, env=self.venv)
-        except Exception:
-            self.venv.close()
-            raise
+        self.global_state, self.venv, self.trainer = open_host_envs(c, env_fn, async_, episode_limit, context,
+                                                                    num_envs)
         self.num_seeds = 1
         self.devices = jax.devices()[:1]  # the jitted policy and learning steps run on the default device
         self.env_s = 0.0

@@ -28,8 +28,11 @@ ImportError naming ``scripts/install_gfootball.sh`` (Debian packages, gym==0.23.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import random
+import signal
 from typing import Callable, Optional
 
 import numpy as np
@@ -52,6 +55,30 @@ def gfootball_available() -> bool:
     except Exception:  # ImportError, or a broken engine build (OSError from the shared library)
         return False
     return True
+
+
+@contextlib.contextmanager
+def keep_segv_handler():
+    """Put back the process's SIGSEGV disposition after gfootball's engine starts a game.
+
+    The engine installs its own SIGSEGV handler whenever a game starts (``install_stacktrace`` in
+    ``game_env.cpp``) and never removes it. That handler calls ``backtrace()`` from inside the signal handler,
+    which takes the C++ unwinder's lock: a fault that arrives while the lock is held (seen once in the test
+    suite: a fault inside the unwinder during an XLA compile, long after the env was closed) then deadlocks
+    the whole process instead of ending it with Python's ``faulthandler`` report. The previous ``struct
+    sigaction`` is saved and restored byte for byte through libc (Linux, like gfootball itself).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        saved = ctypes.create_string_buffer(512)  # > sizeof(struct sigaction) (152 bytes on x86-64 glibc)
+        ok = libc.sigaction(signal.SIGSEGV, None, saved) == 0
+    except (OSError, AttributeError):  # no libc sigaction: nothing to keep
+        ok = False
+    try:
+        yield
+    finally:
+        if ok:
+            libc.sigaction(signal.SIGSEGV, saved, None)
 
 
 def _import_gfootball():
@@ -89,10 +116,11 @@ class GRFParallelEnv(ParallelEnv):
         football_env = _import_gfootball()
         self.scenario = scenario
         self.metadata = {**self.metadata, "name": f"grf_{scenario}"}
-        self._env = football_env.create_environment(
-            env_name=scenario, representation=representation, rewards=rewards,
-            number_of_left_players_agent_controls=num_agents, stacked=False, render=False,
-            write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
+        with keep_segv_handler():
+            self._env = football_env.create_environment(
+                env_name=scenario, representation=representation, rewards=rewards,
+                number_of_left_players_agent_controls=num_agents, stacked=False, render=False,
+                write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
         self._core = self._env.unwrapped  # FootballEnv: raw observations and the scenario config
         scenario_cfg = self._core._config.ScenarioConfig()
         self.max_cycles = int(scenario_cfg.game_duration)
@@ -124,7 +152,8 @@ class GRFParallelEnv(ParallelEnv):
         # gfootball draws each episode's engine seed from Python's global `random` unless the config holds
         # one; setting it per episode from our own stream makes episodes reproducible from `seed`.
         self._core._config._values["game_engine_random_seed"] = self._rng.randint(0, 2_000_000_000)
-        obs = self._env.reset()
+        with keep_segv_handler():
+            obs = self._env.reset()
         raw = self._raw()
         self._prev_mode = int(raw["game_mode"])
         self._prev_owner = int(raw["ball_owned_team"])

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs and trainers compiled once per session (compilation dominates test time)."""
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,3 +31,16 @@ def trained_tiny():
     trainer = make_train(tiny(algo="ippo", env="mpe_spread", num_agents=2))
     state, metrics = jax.jit(trainer)(jax.random.PRNGKey(0))
     return trainer, state, metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs_after_each_module():
+    """Release every compiled XLA program when a test module ends.
+
+    One pytest process compiles over a thousand programs in this suite; kept alive until the end, the CPU
+    executables' code and memory mappings pile up, and late in two full runs an XLA compile in
+    test_trainer.py died (a fault in the C++ unwinder, then an abort) while the same tests pass on their
+    own. Dropping the caches between modules keeps the process's footprint at about one module's."""
+    yield
+    jax.clear_caches()
+    gc.collect()

@@ -39,14 +39,7 @@ import time
 CHILD_FLAG = "--child"
 
 
-def parse_set(words: list[str]) -> dict:
-    out = {}
-    for w in words or []:
-        if "=" not in w:
-            raise SystemExit(f"--set entry {w!r} is not key=value")
-        k, v = w.split("=", 1)
-        out[k] = v
-    return out
+from bench_agents import parse_set  # noqa: E402  (the same key=value parser; benchmarks/ is the script dir)
 
 
 def child(spec: dict) -> dict:

@@ -6,7 +6,8 @@
     trustmarl render RUN_DIR [--out FILE.gif] [--sampled]        GIF of one episode (MPE, SMAX)
     trustmarl list                                               algorithms, envs, SMAX maps
     trustmarl plot FIGURE RUN_DIR... [--out FILE.png]            trust-region figures (Sun et al.)
-    trustmarl reproduce NAME [--budget F] [--seeds N] [--set key=value ...]   a paper figure, end to end
+    trustmarl reproduce NAME [--budget F] [--seeds N] [--set key=value ...] [--only PATTERN ...]   a paper
+                                                                 figure or table, end to end
     trustmarl check-env ENV [--options JSON]                     check a user env against the env contract
     trustmarl sweep key=v1,v2 key=loguniform:a,b ... [--samples N] [--scheduler asha] [--out DIR] [--resume]
                                                                  grid/random search on Ray Tune (sweep extra)
@@ -271,7 +272,7 @@ def cmd_reproduce(args) -> int:
         return _fail(f"--seeds={args.seeds} must be >= 1")
     try:
         overrides = _parse_sets(args.set)
-        png = reproduce.reproduce(args.name, args.out, args.budget, args.seeds, overrides)
+        png = reproduce.reproduce(args.name, args.out, args.budget, args.seeds, overrides, only=args.only)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         return _fail(str(err))
     print(f"wrote {png}")
@@ -413,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--seeds", type=int, default=1)
     rp.add_argument("--out", default="runs/reproduce")
     rp.add_argument("--set", nargs="*", default=[], help="config overrides for every run, key=value")
+    rp.add_argument("--only", nargs="*", default=None, metavar="PATTERN",
+                    help="run only the runs whose name matches one of these shell patterns (e.g. '*_spread2')")
     rp.set_defaults(func=cmd_reproduce)
     sw = sub.add_parser("sweep", help="grid/random search over config values x seeds on Ray Tune",
                         description="Words: key=v (fixed), key=v1,v2 or key=grid:v1,v2 (grid), key=choice:v1,v2, "

@@ -25,6 +25,15 @@ the trust region is measured exactly at the end of every epoch (``measure_at=epo
 ``zhang2024-smax`` is Zhang et al. (2024)'s comparison (Fig. 4): MAPPO, HAPPO, A2PO and B2MAPO on the hard
 maps 3s5z_vs_3s6z (8 agents), 27m_vs_30m (27), 5m_vs_6m (5) and 8m_vs_9m (8), every algorithm with parameter
 sharing as the paper runs SMAC (§5), win rate and return per map.
+
+``li2023-table10`` is Table 10 of Li et al. (MAMT): MAAC, MADDPG, MAMD and MAMT on Spread (2 agents),
+Multi-Walker (3, PettingZoo ``multiwalker_v9`` on the host path), Rover-Tower (8) and Pursuit (8), each with
+its own defaults (Table 3's settings: 12 envs, ~100 transitions and 4 gradient steps of batch 1024 per
+iteration, buffer 10⁶, Adam 1e-3). It writes a table instead of a figure: per algorithm and env the mean ±
+std over seeds of the training return (``return_mean``) in the last 10 % of iterations (Table 10 averages the
+last 1,000 of 10⁴–5·10⁴ episodes). Budget 1.0 is 50,000 episodes per env (Table 3's "step size from 10,000
+to 50,000", read as episodes) of the env's episode length. Host-path envs run one seed per process, so
+``seeds`` becomes that many runs with ``seed = 0 .. seeds-1``; JAX envs vmap ``num_seeds`` seeds in one run.
 """
 from __future__ import annotations
 
@@ -41,6 +50,8 @@ FULL_STEPS = 10_000_000
 # CPU-sized shape of one update; tuned only for cost, every key can be overridden with --set.
 BASE = dict(env="smax", network="ff", hidden=(64, 64), num_envs=32, rollout_length=128, update_epochs=5,
             num_minibatches=2, activation="relu", progress=False, measure_at="epoch_end")
+# Off-policy experiments keep each algorithm's defaults (Li et al. Table 3) and only silence the progress bar.
+OFF_POLICY_BASE = dict(network="ff", progress=False)
 
 
 def _clip(eps):
@@ -61,6 +72,8 @@ class Experiment:
     scaled: bool = True  # whether --budget scales total_env_steps
     shares: str | None = None  # another experiment whose runs (and run folders) this figure reads
     select: Callable[[dict], bool] | None = None  # which of the shared experiment's runs (by config)
+    base: dict | None = None  # keys every run starts from (None: BASE, the on-policy SMAX shape)
+    table: dict | None = None  # make_table keyword arguments: write a Markdown table instead of a figure
 
 
 def _fig1():
@@ -121,6 +134,20 @@ def _fig9():
             for a in ("mappo", "jrppo") for m in ("10m_vs_11m", "27m_vs_30m") for e in (0.1, 0.3, 0.5)}
 
 
+LI_ALGOS = ("maac", "maddpg", "mamd", "mamt")
+# Table 10's tasks: env keys and episode length (steps) per episode.
+LI_TASKS = {"spread2": (dict(env="spread", num_agents=2), 25),
+            "multiwalker3": (dict(env="pz_multiwalker", env_options='{"max_cycles": 500}'), 500),
+            "rovertower8": (dict(env="rover_tower"), 25),
+            "pursuit8": (dict(env="pursuit"), 500)}
+LI_FULL_EPISODES = 50_000
+
+
+def _li_table10():
+    return {f"{a}_{task}": dict(algo=a, total_env_steps=LI_FULL_EPISODES * length, **keys)
+            for task, (keys, length) in LI_TASKS.items() for a in LI_ALGOS}
+
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("sun2022-fig1", "ratio min/max vs optimisation epoch, per clip value, 2s3z", _fig1, "ratio-range",
                {"update": "first"}, scaled=False),
@@ -143,31 +170,63 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "joint-vs-independent", {"rows": ("win_rate",)}, shares="sun2022-fig9"),
     Experiment("zhang2024-smax", "MAPPO, HAPPO, A2PO and B2MAPO on hard SMAX maps (Zhang et al. 2024, Fig. 4)",
                _zhang_smax, "ippo-vs-mappo"),
+    Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT on Spread-2, Multi-Walker-3, Rover-Tower-8, Pursuit-8 "
+               "(Li et al. Table 10), mean ± std over seeds of the final training return", _li_table10, "",
+               base=OFF_POLICY_BASE, table={"by": ("algo", "env"), "columns": "env", "final_fraction": 0.1}),
 )}
 
 
-def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None = None) -> dict[str, dict]:
-    """The configs an experiment runs, after scaling the budget and applying ``overrides``."""
+def _is_host_env(cfg: dict) -> bool:
+    from trustmarl.envs import ENVS
+    entry = ENVS.get(cfg.get("env", ""))
+    return bool(entry is not None and entry.host)
+
+
+def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None = None,
+         only: list[str] | None = None) -> dict[str, dict]:
+    """The configs an experiment runs, after scaling the budget and applying ``overrides``; ``only``: the
+    runs whose name matches one of these shell patterns (e.g. ``*_spread2``), all when None."""
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
     if not 0 < budget <= 1:
         raise ValueError(f"budget={budget} must be in (0, 1] (a fraction of the paper's env steps)")
     exp = EXPERIMENTS[name]
     if exp.shares:
-        shared = plan(exp.shares, budget, seeds, overrides)
+        shared = plan(exp.shares, budget, seeds, overrides, only)
         return {k: c for k, c in shared.items() if exp.select is None or exp.select(c)}
+    runs = exp.runs()
+    if only:
+        from fnmatch import fnmatchcase
+        runs = {k: v for k, v in runs.items() if any(fnmatchcase(k, p) for p in only)}
+        if not runs:
+            raise ValueError(f"only={' '.join(only)} matches no run of {name}; allowed: {', '.join(exp.runs())}")
     out = {}
-    for run_name, cfg in exp.runs().items():
-        cfg = {**BASE, **cfg, "num_seeds": seeds, **(overrides or {})}
+    base = BASE if exp.base is None else exp.base
+    for run_name, cfg in runs.items():
+        cfg = {**base, **cfg, "num_seeds": seeds, **(overrides or {})}
         if exp.scaled and "total_env_steps" not in (overrides or {}):
-            per_update = cfg["num_envs"] * cfg["rollout_length"]
+            per_update = _steps_per_update(cfg)
             cfg["total_env_steps"] = max(per_update, int(cfg["total_env_steps"] * budget))
+        if _is_host_env(cfg) and cfg["num_seeds"] > 1:
+            # the host path runs one seed per process: one run folder per seed (the tables pool them)
+            first = cfg.get("seed", 0)
+            for k in range(cfg["num_seeds"]):
+                out[f"{run_name}_seed{first + k}"] = {**cfg, "num_seeds": 1, "seed": first + k}
+            continue
         out[run_name] = cfg
     return out
 
 
+def _steps_per_update(cfg: dict) -> int:
+    """Env steps of one update of ``cfg``: ``num_envs`` × (``collect_steps`` for the off-policy family,
+    ``rollout_length`` for the on-policy one), each key at its algorithm's default when not set."""
+    from trustmarl.config import Config
+    c = Config.build({k: v for k, v in cfg.items() if k != "total_env_steps"})
+    return c.derived(1).steps_per_update
+
+
 def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float = 0.01, seeds: int = 1,
-              overrides: dict | None = None, skip_existing: bool = True) -> Path:
+              overrides: dict | None = None, skip_existing: bool = True, only: list[str] | None = None) -> Path:
     """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path.
 
     An experiment that ``shares`` another's runs (Fig. 10 reads Fig. 9's) uses that experiment's folder, so
@@ -180,7 +239,7 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
     exp = EXPERIMENTS[name]
     root = Path(out_dir) / (exp.shares or name)
     root.mkdir(parents=True, exist_ok=True)
-    configs = plan(name, budget, seeds, overrides)
+    configs = plan(name, budget, seeds, overrides, only)
     built = {k: Config.build(v) for k, v in configs.items()}  # validate everything before the first run
     dirs = []
     for i, (run_name, config) in enumerate(built.items()):
@@ -193,7 +252,30 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
         s = run.train(config.replace(run_name=run_name, out_dir=str(root)), run_dir=d)
         print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
-    png = figures.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
+    if exp.table is not None:
+        out = _write_table(exp, dirs, configs, root / f"{name}.md")
+    else:
+        out = figures.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
     (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
                                                    "seeds": seeds, "runs": configs}, indent=2, default=str))
-    return Path(png)
+    return Path(out)
+
+
+def final_window(configs: dict[str, dict], fraction: float) -> str:
+    """``last:K`` with ``K`` = ``fraction`` of the iterations of the shortest run (at least 1): one window
+    for every cell of the table, inside every run's final ``fraction``."""
+    from trustmarl.config import Config
+    fewest = min(Config.build(c).derived(1).num_updates for c in configs.values())
+    return f"last:{max(1, int(fewest * fraction))}"
+
+
+def _write_table(exp: Experiment, dirs: list, configs: dict[str, dict], path: Path) -> Path:
+    """The experiment's Markdown table (:func:`trustmarl.analysis.tables.make_table`) to ``path``, printed too."""
+    from trustmarl.analysis.tables import make_table
+    kw = dict(exp.table)
+    window = final_window(configs, kw.pop("final_fraction"))
+    table = make_table(dirs, window=window, **kw)
+    text = f"# {exp.doc}\n\n{table.markdown()}"
+    path.write_text(text)
+    print(text)
+    return path

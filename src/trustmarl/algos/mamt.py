@@ -67,6 +67,10 @@ def _opts(trainer):
 
 def init_mamt(trainer, key, actor):
     c = trainer.config
+    if c.trust_split != "equal":
+        from trustmarl.config import ConfigError
+        raise ConfigError(f"trust_split={c.trust_split!r} is MAMD's (MAMD-OP); MAMT learns its delta_i, allowed: "
+                          f"equal")
     A, U, O = trainer.num_agents, trainer.num_actions, trainer.spec.obs_dim
     model, trd = _nets(trainer)
     model_opt, trd_opt, rho_opt = _opts(trainer)

@@ -181,6 +181,10 @@ class Config:
                           "reward_groups (MAMD-OP, Li et al. App. D: agents whose reward depends on another agent "
                           "share delta equally, the others are unconstrained; needs an env with reward groups: "
                           "spread)", choices=("equal", "reward_groups"), section="off_policy")
+    lola_eta: float = _f(1.0, "LOLA-DQN: the opponent's naive step size eta in LOLA's correction", low=0,
+                         section="off_policy")
+    lola_temperature: float = _f(0.1, "LOLA-DQN: Boltzmann temperature T of the policies pi_i = softmax(Q_i/T)",
+                                 low=0, low_open=True, section="off_policy")
     policy_update: str = _f("mirror", "MAMD/MAMT policy step: mirror (eq. 10, KL/delta_i to the old copy) or ppo "
                             "(clipped ratio to the old copy with epsilon_i = delta_i, MAMT-PPO)",
                             choices=("mirror", "ppo"), section="off_policy")

@@ -261,3 +261,70 @@ def test_lola_dqn_smoke_run():
     assert np.all(np.isfinite(m["dqn_loss"][m["learning"] == 1]))
     ev = evaluate(t, t.policy_params(state), jax.random.PRNGKey(1), episodes=4)
     assert np.isfinite(ev["return_mean"])
+
+
+# --------------------------------------------------------------------------------------------------------
+# MA-PPO: MAPPO with a MAAC-style attention critic (critic_input=attention)
+# --------------------------------------------------------------------------------------------------------
+@JIT
+def test_attention_critic_input_layout(jit):
+    from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim
+    obs = jnp.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])  # [E=1, A=3, O=2]
+    x = _maybe_jit(lambda o: CRITIC_INPUTS["attention"](o, None, False), jit)(obs)
+    np.testing.assert_array_equal(np.asarray(x[0]), [[1, 2, 3, 4, 5, 6], [3, 4, 1, 2, 5, 6], [5, 6, 1, 2, 3, 4]])
+    x_id = CRITIC_INPUTS["attention"](obs, None, True)
+    # agent 1: o_1 ⊕ id_1, o_0 ⊕ id_0, o_2 ⊕ id_2
+    np.testing.assert_array_equal(np.asarray(x_id[0, 1]), [3, 4, 0, 1, 0, 1, 2, 1, 0, 0, 5, 6, 0, 0, 1])
+    assert critic_input_dim("attention", 2, 99, 3, True) == 15 == x_id.shape[-1]
+
+
+def test_attention_torso_hand_numbers_and_invariances():
+    """Two agents: one other, so its attention weight is 1 and y = LeakyReLU(V·e_1) whatever the selector and
+    key; out = tanh(W_post(s ⊕ y) + b). Three agents: permuting the others leaves the output unchanged."""
+    from trustmarl.networks import AttentionTorso
+    net = AttentionTorso(entities=2, heads=2, hidden=(4, 3), activation="tanh")
+    x = jnp.array([[0.5, -1.0, 2.0, 0.25]])
+    p = net.init(jax.random.PRNGKey(0), x)["params"]
+    p = jax.tree.map(lambda a: a + 0.1, p)  # nonzero biases
+    out = np.asarray(net.apply({"params": p}, x))
+    P = jax.tree.map(np.asarray, p)
+    s = np.tanh(x[0, :2] @ P["own_encoder"]["kernel"] + P["own_encoder"]["bias"])
+    e = np.tanh(x[0, 2:] @ P["other_encoder"]["kernel"] + P["other_encoder"]["bias"])
+    v = e @ P["value"]["kernel"]
+    y = np.where(v > 0, v, 0.01 * v)
+    want = np.tanh(np.concatenate([s, y]) @ P["post"]["kernel"] + P["post"]["bias"])
+    np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-6)
+
+    net3 = AttentionTorso(entities=3, heads=2, hidden=(4, 3), activation="relu")
+    x3 = jax.random.normal(jax.random.PRNGKey(1), (5, 3, 2))
+    p3 = net3.init(jax.random.PRNGKey(2), x3.reshape(5, 6))
+    f = jax.jit(lambda z: net3.apply(p3, z.reshape(5, 6)))
+    np.testing.assert_allclose(np.asarray(f(x3)), np.asarray(f(x3[:, [0, 2, 1]])), rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(f(x3)) - np.asarray(f(x3[:, [1, 0, 2]]))).max() > 1e-4  # own entity is special
+
+
+def test_ma_ppo_is_mappo_with_the_attention_critic_input():
+    from trustmarl.algos import ALGORITHMS
+    from trustmarl.trainers.on_policy import OnPolicyTrainer
+    a = Config.build(algo="ma_ppo", env="spread", num_agents=2)
+    table6 = {k: v for k, v in ALGORITHMS["ma_ppo"].config_defaults.items()}
+    b = Config.build(algo="mappo", env="spread", num_agents=2, **table6)
+    assert {k: v for k, v in vars(a).items() if k != "algo"} == {k: v for k, v in vars(b).items() if k != "algo"}
+    assert a.critic_input == "attention" and a.num_envs * a.rollout_length >= 4096 and a.huber_delta == 10.0
+    assert ALGORITHMS["ma_ppo"].family == "on_policy"
+    t = make_train(Config.build(algo="ma_ppo", env="spread", num_agents=2, num_envs=2, rollout_length=8,
+                                total_env_steps=16, hidden=(8, 8), num_minibatches=1))
+    assert isinstance(t, OnPolicyTrainer) and t.critic_in_dim == 2 * (t.spec.obs_dim + 2)
+    with pytest.raises(ConfigError, match="attention_heads=3"):
+        make_train(Config.build(algo="ma_ppo", env="spread", num_agents=2, hidden=(8, 8), attention_heads=3))
+
+
+def test_ma_ppo_smoke_run():
+    """A tiny MA-PPO run on Spread-2 (3 updates): finite, and the critic's value loss falls."""
+    c = Config.build(algo="ma_ppo", env="spread", num_agents=2, num_envs=4, rollout_length=25,
+                     total_env_steps=4 * 25 * 6, hidden=(16, 16), num_minibatches=1)
+    t = make_train(c)
+    state, m = jax.jit(t)(jax.random.PRNGKey(0))
+    m = jax.tree.map(np.asarray, m)
+    assert np.all(m["nonfinite"] == 0)
+    assert np.all(np.isfinite(m["value_loss"])) and m["value_loss"][-1] < m["value_loss"][0]

@@ -125,7 +125,9 @@ class Config:
                          "(exact; cost 20% of an IPPO-FF MPE run)",
                          choices=("epoch_end", "minibatch"), section="on_policy")
     # --- critic (seam: what the critic sees) and MAPPO tricks ----------------------------------------------
-    critic_input: str = _f("global", "critic input: local (IPPO) or global (MAPPO)", choices=("local", "global"), section="on_policy")
+    critic_input: str = _f("global", "critic input: local (IPPO), global (MAPPO) or attention (every agent's "
+                           "observation, own first, through a MAAC-style attention critic: Li et al.'s MA-PPO)",
+                           choices=("local", "global", "attention"), section="on_policy")
     value_norm: bool = _f(False, "normalise value targets with a running mean/std (MAPPO ValueNorm)", section="on_policy")
     value_norm_beta: float = _f(0.99999, "ValueNorm EMA weight", low=0, high=1, section="on_policy")
     value_clip: bool = _f(True, "clip the value update to +-clip_eps around the old value", section="on_policy")
@@ -158,7 +160,8 @@ class Config:
                           section="off_policy")
     critic_max_grad_norm: float = _f(0.0, "critic global-norm clip; 0 means 10 * number of agents", low=0,
                                      section="off_policy")
-    attention_heads: int = _f(4, "attention critic heads (must divide hidden[-1])", low=1, section="off_policy")
+    attention_heads: int = _f(4, "attention critic heads: the off-policy attention critic (must divide "
+                              "hidden[-1]) and the on-policy critic_input=attention (must divide hidden[0])", low=1)
     trust_region: float = _f(1.0, "MAMD/MAMT: total trust region delta (local delta_i = delta/n for MAMD)", low=0,
                              low_open=True, section="off_policy")
     old_policy_delay: int = _f(100, "MAMD/MAMT: gradient steps between copies of the old policy (m)", low=1,

@@ -253,6 +253,50 @@ class Torso(nn.Module):
         return x
 
 
+class AttentionTorso(nn.Module):
+    """A MAAC-style attention encoder of every agent's observation for a value critic (Li et al.'s MA-PPO;
+    Iqbal & Sha 2019, §3.2, with observations in place of observation-action pairs, since V has no action).
+
+    The input ``x`` ``[..., N·W]`` is the critic-input seam's ``attention`` layout: ``N`` entities of width
+    ``W``, the own observation first (``critic_inputs.attention``). With ``s = f(x_own)``, ``e_j = g(x_j)``
+    (``hidden[0]`` units, one shared ``g`` over the others) and per head ``h`` of ``heads``::
+
+        y = ⊕_h Σ_{j ≠ own} softmax_j((S_h s)ᵀ(K_h e_j)/√d) · LeakyReLU(V_h e_j)
+        out = act(W_o (s ⊕ y))                              (``hidden[-1]`` units; the value head follows)
+
+    ``layer_norm_input`` normalises each entity's features (MAPPO's feature normalisation). One agent (no
+    others) gives ``y = 0``. Float32 products only (the ``bf16`` path of :func:`matmul` is not wired here).
+    """
+
+    entities: int
+    heads: int
+    hidden: Sequence[int]
+    activation: str = "tanh"
+    layer_norm_input: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        N, H, K = self.entities, self.hidden[0], self.heads
+        d = H // K
+        x = x.reshape(x.shape[:-1] + (N, x.shape[-1] // N))
+        if self.layer_norm_input:
+            x = nn.LayerNorm(name="entity_norm")(x)
+        init = dict(kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))
+        s = act(nn.Dense(H, name="own_encoder", **init)(x[..., 0, :]))
+        if N > 1:
+            e = act(nn.Dense(H, name="other_encoder", **init)(x[..., 1:, :]))
+            split = lambda z: z.reshape(z.shape[:-1] + (K, d))  # noqa: E731
+            sel = split(nn.Dense(H, use_bias=False, name="selector")(s))  # [..., K, d]
+            keys = split(nn.Dense(H, use_bias=False, name="key")(e))  # [..., N-1, K, d]
+            vals = split(nn.leaky_relu(nn.Dense(H, use_bias=False, name="value")(e), 0.01))
+            w = jax.nn.softmax(jnp.einsum("...hd,...jhd->...hj", sel, keys) / np.sqrt(d), axis=-1)
+            y = jnp.einsum("...hj,...jhd->...hd", w, vals).reshape(s.shape)
+        else:
+            y = jnp.zeros_like(s)
+        return act(nn.Dense(self.hidden[-1], name="post", **init)(jnp.concatenate([s, y], -1)))
+
+
 def _gru_cell(h, gx, kernel, bias_n, precision="float32"):
     """One GRU step from the input projection ``gx`` [..., 3H] (r, z, n blocks): the equations of
     :class:`ResetGRU` with one fused recurrent product ``h @ kernel`` [H, 3H]."""
@@ -321,10 +365,16 @@ class SequenceNet(nn.Module):
     layer_norm_input: bool
     head_gain: float
     precision: str = "float32"
+    entities: int = 0  # > 0: the input is that many entities and the torso is an AttentionTorso
+    heads: int = 4
 
     def setup(self):
         p = self.precision
-        self.torso = Torso(self.hidden, self.activation, self.layer_norm_input, p)
+        if self.entities:
+            self.torso = AttentionTorso(self.entities, self.heads, self.hidden, self.activation,
+                                        self.layer_norm_input)
+        else:
+            self.torso = Torso(self.hidden, self.activation, self.layer_norm_input, p)
         if self.recurrent:
             self.gru = ResetGRU(self.hidden[-1], p)
             self.post = dense(self.hidden[-1], p, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))
@@ -372,17 +422,23 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
+    """Value network; ``entities > 0`` makes its torso an :class:`AttentionTorso` over that many agents'
+    observations (``critic_input=attention``)."""
+
     hidden: Sequence[int] = (64, 64)
     recurrent: bool = False
     activation: str = "tanh"
     layer_norm_input: bool = False
     precision: str = "float32"
+    entities: int = 0
+    heads: int = 4
 
     @nn.compact
     def __call__(self, hidden, x, resets, final_x=None):
         """Values [T, B]; with ``final_x`` also the values of the final (pre-reset) states, see SequenceNet."""
         hidden, out = SequenceNet(1, self.hidden, self.recurrent, self.activation,
-                                  self.layer_norm_input, 1.0, self.precision)(hidden, x, resets, final_x)
+                                  self.layer_norm_input, 1.0, self.precision, self.entities,
+                                  self.heads)(hidden, x, resets, final_x)
         return hidden, jax.tree.map(lambda v: v[..., 0], out)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from trustmarl import losses as L
 from trustmarl import trust_region as TR
 from trustmarl.algos import ALGORITHMS
-from trustmarl.config import Config, Derived
+from trustmarl.config import Config, ConfigError, Derived
 from trustmarl.envs import AdapterState, Timestep
 from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribution, init_agents
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
@@ -191,8 +191,18 @@ class OnPolicyTrainer:
         actor = Actor(num_actions=spec.num_actions, discrete=spec.discrete, hidden=c.hidden,
                       recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input,
                       precision=c.precision)
+        entities = 0
+        if c.critic_input == "attention":  # MA-PPO's attention critic over every agent's observation
+            entities = A
+            if c.hidden[0] % c.attention_heads:
+                raise ConfigError(f"attention_heads={c.attention_heads} must divide the attention width "
+                                  f"hidden[0]={c.hidden[0]} (critic_input=attention)")
+            if c.precision != "float32":
+                raise ConfigError(f"precision={c.precision!r} is not wired into the attention critic; allowed with "
+                                  f"critic_input=attention: float32")
         critic = Critic(hidden=c.hidden, recurrent=self.recurrent, activation=c.activation,
-                        layer_norm_input=c.layer_norm_input, precision=c.precision)
+                        layer_norm_input=c.layer_norm_input, precision=c.precision, entities=entities,
+                        heads=c.attention_heads)
         self.actor = AgentNets(actor, c.share_params, A, self.hidden_size)
         self.critic = AgentNets(critic, c.share_params, A, self.hidden_size)
         per_agent = not c.share_params

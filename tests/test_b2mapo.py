@@ -11,8 +11,9 @@ import pytest
 
 from trustmarl.evaluation import evaluate
 from trustmarl.networks import MASKED_LOGIT
-from trustmarl.seams.dag import (attention_weights, dag_edges, dag_ppo_loss, derived_kl, level_groups,
-                                 plackett_luce_logp, sample_plackett_luce, threshold_graph, topological_levels,
+from trustmarl.seams.dag import (PrecedingParams, action_features, attention_weights, dag_edges, dag_ppo_loss,
+                                 derived_kl, level_groups, plackett_luce_logp, preceding_block, preceding_mask,
+                                 sample_by_batches, sample_plackett_luce, threshold_graph, topological_levels,
                                  window_return)
 from trustmarl.trainers import make_train
 
@@ -139,21 +140,132 @@ def test_one_level_dag_is_the_simultaneous_update():
     trace are 1), while its upper layer and π_ind still learn."""
     _, ref, _ = _run(algo="mappo", **TRICKS)
     trainer, b2, m = _run(algo="b2mapo", dag_threshold=0.9, num_batches=3, ind_epochs=2, **TRICKS)
+    assert trainer.config.preceding_actions  # B2MAPO's default: π reads the preceding batches' actions
     assert np.asarray(m["dag_batches"]).tolist() == [1.0, 1.0, 1.0]
     assert np.asarray(m["dag_edges"]).tolist() == [0.0, 0.0, 0.0]
+    pi = b2.learner.actor_params
+    assert isinstance(pi, PrecedingParams)
+    # one batch: nobody has predecessors, the action block is zero, π is MAPPO's actor and its shift term never
+    # moves (zero gradients, zero Adam steps)
     for x, y in zip(jax.tree.leaves((ref.learner.actor_params, ref.learner.critic_params)),
-                    jax.tree.leaves((b2.learner.actor_params, b2.learner.critic_params))):
+                    jax.tree.leaves((pi.base, b2.learner.critic_params))):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    start = jax.jit(trainer.init)(jax.random.PRNGKey(0)).learner
+    for x, y in zip(jax.tree.leaves(start.actor_params.shift), jax.tree.leaves(pi.shift)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # evaluation acts with π_ind, which is not π's parameter set but close to it after the distillation
     ind = trainer.policy_params(b2)
     assert ind is b2.learner.order.ind_params
     assert not all(np.allclose(np.asarray(x), np.asarray(y))
-                   for x, y in zip(jax.tree.leaves(ind), jax.tree.leaves(b2.learner.actor_params)))
+                   for x, y in zip(jax.tree.leaves(ind), jax.tree.leaves(pi.base)))
     assert np.isfinite(np.asarray(m["derived_kl"])).all() and int(np.asarray(m["nonfinite"]).max()) == 0
     # the upper layer learns from the second update on (its first transition completes there)
     assert np.isnan(np.asarray(m["dag_policy_loss"])[0]) and np.isfinite(np.asarray(m["dag_policy_loss"])[1:]).all()
-    start = jax.jit(trainer.init)(jax.random.PRNGKey(0)).learner.order
     assert not all(np.allclose(np.asarray(x), np.asarray(y))
-                   for x, y in zip(jax.tree.leaves(start.gen_params), jax.tree.leaves(b2.learner.order.gen_params)))
+                   for x, y in zip(jax.tree.leaves(start.order.gen_params), jax.tree.leaves(b2.learner.order.gen_params)))
     out = evaluate(trainer, ind, jax.random.PRNGKey(2), episodes=2)
     assert np.isfinite(out["return_mean"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# §4.2: π reads the actions of the agents in preceding batches
+# ---------------------------------------------------------------------------------------------------------
+# 5 agents, DAG 0 -> 1, 0 -> 2, 1 -> 3, 2 -> 3, agent 4 free: levels [0, 1, 1, 2, 0], batches {0, 4}, {1, 2}, {3}
+DIAMOND = [(0, 1), (0, 2), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_preceding_mask_and_block_on_a_constructed_dag(jit):
+    groups = level_groups(topological_levels(_edges(DIAMOND, 5)), 3)
+    mask = np.asarray(_maybe_jit(preceding_mask, jit)(groups))
+    want = np.zeros((5, 5), bool)
+    want[1, [0, 4]] = want[2, [0, 4]] = True  # batch 1 sees batch 0, not its batch mate
+    want[3, [0, 1, 2, 4]] = True  # batch 2 sees everyone before it
+    np.testing.assert_array_equal(mask, want)  # agents 0 and 4 (first batch) see nobody
+    # actions [2, 0, 1, 2, 1] of 3 choices: agent 3's block is onehot(2), onehot(0), onehot(1), 0, onehot(1)
+    block = np.asarray(_maybe_jit(preceding_block, jit)(action_features(jnp.array([2, 0, 1, 2, 1]), 3, True),
+                                                         jnp.asarray(mask)))
+    assert block.shape == (5, 15)
+    np.testing.assert_array_equal(block[3], [0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(block[1], [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    assert not block[[0, 4]].any()
+    # Gaussian actions enter as their vectors
+    cont = np.asarray(preceding_block(action_features(jnp.array([[0.5], [-1.0], [2.0], [0.0], [3.0]]), 1, False),
+                                      jnp.asarray(mask)))
+    np.testing.assert_array_equal(cont[3], [0.5, -1.0, 2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(cont[2], [0.5, 0.0, 0.0, 0.0, 3.0])
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_sampling_goes_batch_level_by_batch_level(jit):
+    """A hand policy whose action is 1 + the sum of the action indices it sees (mod 8): the first batch {0, 4}
+    draws 1, 1; batch {1, 2} sees them: 3, 3; agent 3 sees 0, 1, 2, 4: 1 + 1 + 3 + 3 + 1 = 9 mod 8 = 1.
+    Each agent's output is taken from its own batch's pass (here: how many actions it saw) and the stored
+    block is the one built from the final joint action; K = 3 passes."""
+    groups = level_groups(topological_levels(_edges(DIAMOND, 5)), 3)
+    U, calls = 8, []
+
+    def policy_pass(block):
+        calls.append(1)
+        seen = block.reshape(block.shape[:-1] + (5, U))  # [E, A, A, U]
+        total = jnp.sum(seen * jnp.arange(U), axis=(-1, -2))
+        action = ((1 + total) % U).astype(jnp.int32)
+        return jnp.zeros(block.shape[:-1] + (1,)), seen.sum((-1, -2))[..., None], action
+
+    feats = lambda a: action_features(a, U, True)  # noqa: E731
+    run = lambda g: sample_by_batches(policy_pass, g, feats, 5 * U, (2,))  # noqa: E731
+    _, out, action, block = _maybe_jit(run, jit)(groups)
+    np.testing.assert_array_equal(np.asarray(action), [[1, 3, 3, 1, 1]] * 2)
+    np.testing.assert_array_equal(np.asarray(out)[..., 0], [[0, 2, 2, 4, 0]] * 2)
+    np.testing.assert_array_equal(np.asarray(block), np.asarray(preceding_block(feats(action),
+                                                                                preceding_mask(groups))))
+    assert len(calls) == 3
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """δ = 0 keeps every forward edge of the ordering: a DAG of 3 levels on 3-agent MPE (π reads the preceding
+    batches' actions, B2MAPO's default). (trainer, state, metrics), compiled once for two tests."""
+    return _run(algo="b2mapo", dag_threshold=0.0)
+
+
+def test_preceding_actions_runs_with_several_batches_and_uses_the_rollouts_batches(chain):
+    """The first update uses the batches its rollout was sampled with (the initial single batch), later ones
+    the DAG decided on the rollout before."""
+    trainer, state, m = chain
+    assert np.asarray(m["dag_batches"]).tolist() == [1.0, 3.0, 3.0]
+    assert np.isfinite(np.asarray(m["derived_kl"])).all() and int(np.asarray(m["nonfinite"]).max()) == 0
+    assert np.asarray(state.learner.order.groups).sum(0).tolist() == [1, 1, 1]
+
+
+def test_rollout_inputs_reproduce_the_behaviour_policy(chain):
+    """With the batches {2}, {0}, {1} and a shift network large enough for the block to matter: the stored
+    inputs carry each agent's view of the preceding batches' actions; π on them gives the rollout's
+    log-probabilities again (so the update's ratios start at 1), and the block does change π."""
+    trainer, state, _ = chain
+    pi = state.learner.actor_params
+    pi = pi._replace(shift=jax.tree.map(lambda w: 30.0 * w, pi.shift))
+    groups = jnp.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], bool)
+    learner = state.learner._replace(actor_params=pi, order=state.learner.order._replace(groups=groups))
+    _, traj = jax.jit(trainer.rollout)(learner, state.runner, jax.random.PRNGKey(3))
+    own, U = trainer.own_in_dim, trainer.spec.num_actions
+    block = np.asarray(traj.actor_in[..., own:]).reshape(traj.action.shape + (3, U))
+    onehot = np.eye(U)[np.asarray(traj.action)]  # [T, E, A, U]
+    assert not block[:, :, 2].any()  # agent 2 acts first
+    assert not block[:, :, 0, :2].any() and not block[:, :, 1, 1].any()
+    np.testing.assert_array_equal(block[:, :, 0, 2], onehot[:, :, 2])  # agent 0 (second) sees agent 2
+    np.testing.assert_array_equal(block[:, :, 1, 0], onehot[:, :, 0])  # agent 1 (third) sees 0 and 2
+    np.testing.assert_array_equal(block[:, :, 1, 2], onehot[:, :, 2])
+    batch = trainer.make_batch(traj, traj.logp, traj.logp, traj.logp, state.runner)
+    logp = trainer.policy_logp(learner.actor_params, batch)
+    np.testing.assert_allclose(np.asarray(logp), np.asarray(traj.logp), atol=1e-5)
+    without = np.asarray(trainer.policy_logp(pi.base, batch))  # MAPPO's actor alone, on the own input
+    assert np.abs(without - np.asarray(traj.logp))[:, :, :2].max() > 1e-2
+    np.testing.assert_allclose(without[:, :, 2], np.asarray(traj.logp)[:, :, 2], atol=1e-5)
+
+
+def test_preceding_actions_needs_the_dag_partition():
+    from trustmarl.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="preceding_actions=True needs batch_partition=dag"):
+        Config.build({"algo": "happo", "preceding_actions": True})
+    assert not Config.build({"algo": "b2mapo", "preceding_actions": False}).preceding_actions

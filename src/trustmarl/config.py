@@ -116,6 +116,9 @@ class Config:
                        "(its state; its cost and memory grow with it)", low=1, section="sequential")
     ind_epochs: int = _f(1, "batch_partition=dag: passes over the rollout's minibatches of B2MAPO eq. 13 (pi_ind's "
                          "KL to pi) per update", low=1, section="sequential")
+    preceding_actions: bool = _f(False, "batch_partition=dag: pi also reads the actions of the agents in preceding "
+                                 "batches (B2MAPO §4.2): the rollout samples batch level by batch level, pi_ind "
+                                 "keeps the own observation", section="sequential")
     batch_order: str = _f("score", "batches order: groups by descending mean |A/V| (score), A2PO's semi_greedy, "
                           "or random", choices=("score", "semi_greedy", "random"), section="sequential")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")
@@ -255,6 +258,10 @@ class Config:
             raise ConfigError(f"devices={self.devices} does not divide num_seeds={self.num_seeds}; allowed: a device "
                               f"count dividing num_seeds (each device runs num_seeds/devices seeds), or devices=0 "
                               f"(the most available devices that divide it)")
+        if self.preceding_actions and not (self.update_order == "batches" and self.batch_partition == "dag"):
+            raise ConfigError(f"preceding_actions=True needs batch_partition=dag with update_order=batches (the "
+                              f"batches must be known before the rollout), got update_order={self.update_order}, "
+                              f"batch_partition={self.batch_partition}; allowed: algo=b2mapo, or preceding_actions=false")
         d = self.derived_batch()
         if d["batch_units"] % self.num_minibatches:
             unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"

@@ -10,13 +10,15 @@ another (update order ``batches``, ``batch_partition=dag``); batch ``b_k`` maxim
 
 (``preceding_factor=clipped_inner``, ``preceding_clip=0.5``) with the off-policy-corrected advantage of eq. 1
 (``trace_correction``: truncated weights ``min(1, ρ)`` of the batches already updated). The critic is trained
-after the actors. The derived decentralised policy π_ind (MAPPO's network) is fitted to π by eq. 13's KL after
-every update and is the policy evaluation and execution use (``trainer.policy_params``); rollouts use π.
+after the actors. π^i reads the actions of the agents in preceding batches (§4.2, ``preceding_actions``): the
+rollout draws the joint action batch level by batch level. The derived decentralised policy π_ind (MAPPO's
+network, own observation only) is fitted to π by eq. 13's KL after every update and is the policy evaluation
+and execution use (``trainer.policy_params``); rollouts use π.
 
 Defaults: parameter sharing and the MAPPO tricks, as the paper runs every algorithm on SMAC (§5); 3 batches
 at most; ``clip_schedule_weight=0`` (one ε for every batch: eq. 10's ε^{b_k} is given no schedule).
-Not implemented: the paper's π^i and V^i also read the preceding batches' actions (§4.2); see
-:mod:`trustmarl.seams.dag` for what is and is not done.
+Not implemented: the paper's V^i also reads the preceding batches' actions (§4.2), and π_ind is trained by
+eq. 13 only (the paper also updates it by MAPPO); see :mod:`trustmarl.seams.dag` for both and why.
 """
 from trustmarl.algos.base import Algorithm
 
@@ -26,7 +28,7 @@ B2MAPO = Algorithm(
     reference="Zhang et al. 2024 (B2MAPO), §3-4, eqs. 1, 5-13",
     update_order="batches",
     config_defaults={"ratio": "independent", "critic_input": "global", "share_params": True,
-                     "batch_partition": "dag", "num_batches": 3, "preceding_factor": "clipped_inner",
+                     "batch_partition": "dag", "num_batches": 3, "preceding_actions": True, "preceding_factor": "clipped_inner",
                      "preceding_clip": 0.5, "clip_schedule_weight": 0.0, "trace_correction": True,
                      "value_norm": True, "value_clip": True, "huber_delta": 10.0, "adv_norm": True,
                      "agent_id": True, "use_active_masks": True, "layer_norm_input": True},

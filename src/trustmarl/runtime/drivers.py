@@ -176,9 +176,11 @@ class HostDriver:
         self._ts = None  # host runner: last timestep, reset flags, hidden states (not checkpointed)
 
     # -- jitted pieces ------------------------------------------------------------------------------------
-    def _act_fn(self, params, h, obs, avail, reset, key):
+    def _act_fn(self, learner, h, obs, avail, reset, key):
         key, k = jax.random.split(key)
-        pol = self.trainer.act(params, h, obs, avail, reset, self.trainer.draw_noise(k, (obs.shape[0],)))
+        t = self.trainer
+        pol = t.act(learner.actor_params, h, obs, avail, reset, t.draw_noise(k, (obs.shape[0],)),
+                    groups=t.behaviour_groups(learner))
         return pol, key
 
     def _assemble_fn(self, raw):
@@ -187,7 +189,8 @@ class HostDriver:
         t = self.trainer
         final_cin = t.critic_in(raw["final_obs"], raw["final_state"]) if t.config.bootstrap_truncation else None
         return Transition(
-            actor_in=t.actor_input(raw["obs"]), critic_in=t.critic_in(raw["obs"], raw["state"]),
+            actor_in=raw["actor_in"] if "actor_in" in raw else t.actor_input(raw["obs"]),
+            critic_in=t.critic_in(raw["obs"], raw["state"]),
             final_critic_in=final_cin, avail=raw["avail"], action=raw["action"], logp=raw["logp"],
             dist=raw["dist"], reward=raw["reward"], active=raw["active"], reset=raw["reset"],
             terminated=raw["terminated"], truncated=raw["truncated"], ep_done=raw["ep_done"],
@@ -225,7 +228,7 @@ class HostDriver:
                                    "reward", "terminated", "truncated", "final_obs", "final_state",
                                    "ep_done", "ep_return", "ep_length", "ep_won")}
             for _step in range(T):
-                pol, k_act = self._act(learner.actor_params, actor_h, ts.obs, ts.avail, reset, k_act)
+                pol, k_act = self._act(learner, actor_h, ts.obs, ts.avail, reset, k_act)
                 actor_h = pol.hidden
                 action, logp, dist = np.asarray(pol.action), np.asarray(pol.logp), np.asarray(pol.dist)
                 te = time.perf_counter()
@@ -240,6 +243,8 @@ class HostDriver:
                              ("ep_length", nts.episode.returned_length.astype(np.float32)),
                              ("ep_won", nts.episode.returned_won)):
                     raw[k].append(v)
+                if pol.actor_in is not None:  # π read the preceding batches' actions (B2MAPO §4.2)
+                    raw.setdefault("actor_in", []).append(np.asarray(pol.actor_in))
                 reset = nts.terminated | nts.truncated
                 ts = nts
             raw = {k: np.stack(v) for k, v in raw.items()}

@@ -41,21 +41,39 @@ does not give, so PPO's ratio ``Sr(θ)`` is undefined as written. trustmarl's re
    transition per update is all there is, and ``γ^T`` because the next decision is ``T`` steps later),
    ``L(θ) = −min(Sr Â, clip(Sr, 1 ± ε) Â) + c_1 KL̂(π_old‖π_θ)`` with the sampled-action estimate
    ``KL̂ = (Sr − 1) − log Sr`` (``c_1 = dag_kl_coef``), and the DAG critic regresses on ``r_{t:t+T}`` as
-   eq. 8 states (without bootstrapping). The DAG critic encodes every agent's observations (MLP + GRU),
+   eq. 8 states (without bootstrapping), in normalised units: it predicts ``(r − μ)/σ`` with ``μ, σ`` running
+   statistics of the returns (``DAG_VALUE_NORM_BETA``), denormalised for ``Â^dag``. The DAG critic encodes every agent's observations (MLP + GRU),
    averages over agents and envs and maps to a value; it does not see the env's global state.
    The previous rollout's encoded-envs observations are kept in :class:`DagState` for the ratio.
 
 Lower layer
 -----------
 π (the batch-by-batch policy) is the trainer's actor; the sequential machinery supplies eqs. 1 and 9–12.
-**Not done:** the paper's π^i and V^i also read the actions of the preceding batches' agents (§4.2); here they
-see the agent's own observation only (acting batch by batch in the rollout and re-deciding the DAG every
-update do not compose in one jitted rollout without storing each step's DAG). π_ind has MAPPO's
-architecture (the trainer's actor, a second parameter set) and after each update takes ``ind_epochs`` passes
-(default 1) over the rollout's minibatches of the eq. 13 loss ``E_t[Σ_i KL(π^i(·|o^i_t) ‖ π^i_ind(·|o^i_t))]`` (active entries,
-the updated π as the fixed target). The paper also updates π_ind by MAPPO; trustmarl trains it by eq. 13
-alone. Rollouts are collected by π; evaluation and execution use π_ind (``trainer.policy_params``). With a
-GRU, π_ind's hidden state at the start of each rollout chunk is zero (π's carried state is not π_ind's).
+
+**π^i reads the preceding batches' actions** (§4.2, ``preceding_actions``, B2MAPO's default): agent ``i`` in
+batch ``b_k`` sees ``a^{B_k}``, the actions of the agents in batches before ``b_k``, as a block of ``A`` action
+features (one-hot, or the Gaussian action vector) masked to those agents (:func:`preceding_mask`,
+:func:`preceding_block`). π is MAPPO's actor on the agent's own input plus :class:`PrecedingActionShift`'s
+term on the block (its parameters :class:`PrecedingParams`); with one batch the block is zero and π is
+exactly MAPPO's actor. The rollout draws the joint action batch level by batch level
+(:func:`sample_by_batches`: ``K`` actor passes per step) with the batches in force
+(``DagState.groups``), and stores each agent's block as part of its input, so the update's ratios are those
+of the policy that acted. For that, an update uses the batches its rollout was sampled with and the DAG
+decided on that rollout takes effect from the next rollout on (without ``preceding_actions`` it takes effect
+at once: nothing in the rollout depended on it). **Not done:** the paper's V^i also reads ``a^{B_k}``;
+trustmarl's critic does not (it is MAPPO's critic on its own input): the bootstrap states ``s_T`` and the
+pre-reset final states have no sampled actions, so a critic of ``(s, a^{B_k})`` would need extra sampling
+passes there.
+
+**π_ind** has MAPPO's architecture (the trainer's actor on the agent's own input, a second parameter set)
+and after each update takes ``ind_epochs`` passes over the rollout's minibatches of the eq. 13 loss
+``E_t[Σ_i KL(π^i(·|o^i_t, a^{B_k}_t) ‖ π^i_ind(·|o^i_t))]`` (active entries, the updated π as the fixed target,
+on the rollout's inputs). The paper also updates π_ind "by MAPPO" (§3.2, §4); trustmarl trains it by eq. 13
+alone: the rollouts are π's, so a MAPPO step for π_ind on them would be off-policy (its ratio π_ind/π is not
+a behaviour ratio and is unbounded where the two differ), and it would need π_ind's own critic V_ind;
+eq. 13 is the loss the paper writes down. Rollouts are collected by π; evaluation and execution use π_ind
+(``trainer.policy_params``). With a GRU, π_ind's hidden state at the start of each rollout chunk is zero
+(π's carried state is not π_ind's).
 """
 from __future__ import annotations
 
@@ -67,8 +85,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.initializers import constant
 
+from trustmarl import losses as L
 from trustmarl.networks import ResetGRU, orthogonal
 from trustmarl.trust_region import categorical_kl, gaussian_kl
+
+
+DAG_VALUE_NORM_BETA = 0.99  # EMA of the upper layer's return statistics, one sample per update (~100 updates)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -164,6 +186,91 @@ def window_return(reward: jax.Array, gamma: float) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# the lower layer's conditioning on the preceding batches' actions (§4.2)
+# ---------------------------------------------------------------------------------------------------------
+def batch_of(groups: jax.Array) -> jax.Array:
+    """The batch index of every agent from batches ``groups`` [K, A] bool (each agent in exactly one row)."""
+    return jnp.argmax(groups, axis=0).astype(jnp.int32)
+
+
+def preceding_mask(groups: jax.Array) -> jax.Array:
+    """``[A, A]`` bool, ``m[i, j]``: agent ``j`` is in a batch before agent ``i``'s, i.e. ``j ∈ B_k`` for
+    ``i ∈ b_k`` — whose actions ``π^i(·|τ^i, a^{B_k})`` reads (§4.2). Agents of one batch do not see each other,
+    and the first batch sees nobody."""
+    b = batch_of(groups)
+    return b[None, :] < b[:, None]
+
+
+def action_features(action: jax.Array, num_actions: int, discrete: bool) -> jax.Array:
+    """What a preceding agent's action contributes to the block: its one-hot ``[..., A, U]`` (discrete), or the
+    action vector ``[..., A, D]`` itself (Gaussian)."""
+    if discrete:
+        return jax.nn.one_hot(action, num_actions, dtype=jnp.float32)
+    return action.astype(jnp.float32)
+
+
+def preceding_block(features: jax.Array, mask: jax.Array) -> jax.Array:
+    """Agent ``i``'s view of the others' actions: ``block[..., i, j·F:(j+1)·F] = m[i, j] · f[..., j, :]`` for
+    ``features`` ``[..., A, F]`` and :func:`preceding_mask` ``m`` → ``[..., A, A·F]`` (zero where ``j`` is not
+    in a preceding batch)."""
+    A, F = features.shape[-2:]
+    x = mask.astype(features.dtype)[..., :, :, None] * features[..., None, :, :]
+    return x.reshape(features.shape[:-2] + (A, A * F))
+
+
+def sample_by_batches(policy_pass: Callable, groups: jax.Array, features: Callable, block_width: int,
+                      lead: tuple):
+    """Sample the joint action batch level by batch level: pass ``k`` evaluates the policy of every agent on
+    the block of the actions drawn so far and keeps the draws of batch ``k``'s agents; ``K`` passes (``K`` =
+    rows of ``groups``) in all.
+
+    ``policy_pass(block [*lead, A, A·F]) -> (hidden, out, action)`` (all ``[*lead, A, ...]``); ``features``:
+    :func:`action_features` of an action array. Agent ``i`` of batch ``k`` sees only batches ``< k``, whose
+    draws are final by pass ``k``, so its output and hidden state are taken from pass ``k`` and its input
+    block equals the block built from the final joint action, which is returned as the stored input.
+    Returns ``(hidden, out, action, block)``."""
+    K, A = groups.shape
+    mask = preceding_mask(groups)
+    b = batch_of(groups)
+    hidden, out, action = policy_pass(jnp.zeros(lead + (A, block_width)))
+    for k in range(1, K):  # K is static and small (B2MAPO: at most num_batches levels)
+        h_k, out_k, a_k = policy_pass(preceding_block(features(action), mask))
+        sel = b == k
+
+        def pick(new, old):
+            return jnp.where(sel.reshape((A,) + (1,) * (new.ndim - len(lead) - 1)), new, old)
+        hidden, out, action = pick(h_k, hidden), pick(out_k, out), pick(a_k, action)
+    return hidden, out, action, preceding_block(features(action), mask)
+
+
+class PrecedingParams(NamedTuple):
+    """π's parameters when it reads the preceding batches' actions: MAPPO's actor (``base``, on the agent's
+    own input) and :class:`PrecedingActionShift` (``shift``)."""
+
+    base: Any
+    shift: Any
+
+
+class PrecedingActionShift(nn.Module):
+    """The preceding batches' actions' term of π's output: ``Δ = W_2 tanh(W_1 a^{B_k})`` with no biases, added to
+    the actor head's logits (discrete) or mean (Gaussian). The paper passes the encoded action sequence and
+    ``τ^i`` through a softmax layer (§4.2); a linear layer on their concatenation is ``head(τ^i) + W_2 enc(a)``,
+    which is this with ``enc = tanh(W_1 ·)``. Without biases a zero block (the first batch, or one batch) gives
+    ``Δ = 0`` and zero gradients to ``W_1, W_2``, so π is then exactly MAPPO's actor. Signature of a trainer
+    network (hidden passed through, ``x`` = own input ⊕ block)."""
+
+    own_dim: int
+    out: int
+    hidden: int
+
+    @nn.compact
+    def __call__(self, hidden, x, resets):
+        block = x[..., self.own_dim:]
+        enc = nn.tanh(nn.Dense(self.hidden, use_bias=False, kernel_init=orthogonal(np.sqrt(2)))(block))
+        return hidden, nn.Dense(self.out, use_bias=False, kernel_init=orthogonal(0.01))(enc)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # networks
 # ---------------------------------------------------------------------------------------------------------
 class _Encoder(nn.Module):
@@ -235,6 +342,7 @@ class DagState(NamedTuple):
     groups: jax.Array  # [K, A] bool the batches of the current update (topological levels)
     ind_params: Any  # π_ind, MAPPO's architecture (eq. 13)
     ind_opt: Any
+    critic_norm: Any = None  # losses.ValueNormState of the T-step returns V^dag regresses on (normalised targets)
 
     @property
     def execution_params(self):
@@ -275,7 +383,7 @@ def init_dag_state(p, d: DagPieces, key: jax.Array) -> DagState:
     return DagState(gen_params, critic_params, opt.init(gen_params), opt.init(critic_params), x, r,
                     jnp.arange(A, dtype=jnp.int32), jnp.zeros(()), jnp.zeros((), bool),
                     level_groups(jnp.zeros((A,), jnp.int32), min(o.num_batches, A)),
-                    ind_params, d.actor_opt.init(ind_params))
+                    ind_params, d.actor_opt.init(ind_params), L.value_norm_init())
 
 
 def dag_order(p, d: DagPieces, inner: Callable):
@@ -295,9 +403,14 @@ def dag_order(p, d: DagPieces, inner: Callable):
         """PPO on ``(prev state, prev σ, r_{t:t+T} of this rollout, this state)`` (eqs. 6–8); no change
         before the first decision."""
         ret = window_return(reward, o.gamma)
-        v_prev = critic.apply(st.critic_params, st.prev_in, st.prev_reset)
-        v_now = critic.apply(st.critic_params, x, resets)
+        # V^dag predicts normalised returns (running mean and std of r_{t:t+T}, one per update, β = 0.99):
+        # unnormalised, a critic fitted on one transition per update at the actor's learning rate stayed far
+        # from the return's scale for the whole of a 150-update run and its bias was the advantage
+        norm = L.value_norm_update(st.critic_norm, ret, DAG_VALUE_NORM_BETA)
+        v_prev = L.denormalize(norm, critic.apply(st.critic_params, st.prev_in, st.prev_reset))
+        v_now = L.denormalize(norm, critic.apply(st.critic_params, x, resets))
         adv = jax.lax.stop_gradient(ret + gamma_T * v_now - v_prev)
+        target = L.normalize(norm, ret)
 
         def gen_loss(params):
             scores = gen.apply(params, st.prev_in, st.prev_reset).scores
@@ -305,7 +418,7 @@ def dag_order(p, d: DagPieces, inner: Callable):
                                 o.dag_kl_coef)
 
         def crit_loss(params):
-            return (ret - critic.apply(params, st.prev_in, st.prev_reset)) ** 2
+            return (target - critic.apply(params, st.prev_in, st.prev_reset)) ** 2
 
         def epoch(carry, _):
             gp, go, cp, co = carry
@@ -319,7 +432,8 @@ def dag_order(p, d: DagPieces, inner: Callable):
             epoch, (st.gen_params, st.gen_opt, st.critic_params, st.critic_opt), None, p.epochs)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(st.has_prev, a, b), new, old)  # noqa
         st = st._replace(gen_params=keep(gp, st.gen_params), gen_opt=keep(go, st.gen_opt),
-                         critic_params=keep(cp, st.critic_params), critic_opt=keep(co, st.critic_opt))
+                         critic_params=keep(cp, st.critic_params), critic_opt=keep(co, st.critic_opt),
+                         critic_norm=norm)
         nan = jnp.asarray(jnp.nan)
         return st, {"dag_policy_loss": jnp.where(st.has_prev, gl.mean(), nan),
                     "dag_value_loss": jnp.where(st.has_prev, cl.mean(), nan),
@@ -350,19 +464,28 @@ def dag_order(p, d: DagPieces, inner: Callable):
     def update(learner, batch, key, trace):
         st: DagState = learner.order
         E = _dag_envs(o, d)
-        x, resets = batch.actor_in[:, :E], batch.reset[:, :E]
+        # the agents' own inputs (π's input without the preceding actions' block)
+        x, resets = batch.actor_in[:, :E, :, :d.input_dim], batch.reset[:, :E]
         st, upper_metrics = upper_update(st, x, resets, trace.reward, learner.updates)
         out = gen.apply(st.gen_params, x, resets)
         perm = sample_plackett_luce(jax.random.fold_in(key, 5), out.scores)
         groups = level_groups(topological_levels(dag_edges(out.graph, perm)), K)
-        st = st._replace(prev_in=x, prev_reset=resets, prev_perm=perm,
-                         prev_logp=plackett_luce_logp(out.scores, perm), has_prev=jnp.ones((), bool),
-                         groups=groups)
-        learner, (metrics, tr) = inner(learner._replace(order=st), batch, key, trace)
+        decided = dict(prev_in=x, prev_reset=resets, prev_perm=perm, prev_logp=plackett_luce_logp(out.scores, perm),
+                       has_prev=jnp.ones((), bool), groups=groups)
+        if o.preceding_actions:
+            # π's inputs in this rollout were built from the batches in force while it was sampled: this update
+            # must use those batches (a batch's agents then read exactly the batches updated before them); the
+            # new decision takes effect from the next rollout on, for its sampling and its update
+            learner, (metrics, tr) = inner(learner._replace(order=st), batch, key, trace)
+            learner = learner._replace(order=learner.order._replace(**decided))
+            used = st.groups
+        else:
+            learner, (metrics, tr) = inner(learner._replace(order=st._replace(**decided)), batch, key, trace)
+            used = groups
         learner, kl, kl_finite = distill(learner, batch, jax.random.fold_in(key, 6))
         one = lambda v: jnp.reshape(v, (1, 1))  # noqa: E731  the [passes, minibatches] layout of metrics
         extra = {k: one(v) for k, v in upper_metrics.items()}
-        extra["dag_batches"] = one(jnp.sum(groups.any(-1)).astype(jnp.float32))
+        extra["dag_batches"] = one(jnp.sum(used.any(-1)).astype(jnp.float32))
         extra["dag_edges"] = one(jnp.sum(dag_edges(out.graph, perm)).astype(jnp.float32))
         extra["derived_kl"] = kl
         extra["derived_grads_finite"] = kl_finite  # folded into the trainer's "nonfinite" flags

@@ -70,6 +70,7 @@ class SequentialOptions(NamedTuple):
     dag_kl_coef: float = 0.01  # dag partition: c_1, the upper layer's KL penalty (§4.1)
     dag_envs: int = 4  # dag partition: envs whose trajectories the upper layer encodes
     ind_epochs: int = 1  # dag partition: passes of eq. 13 (π_ind's distillation) per update
+    preceding_actions: bool = False  # dag partition: π reads the preceding batches' actions (B2MAPO §4.2)
     gamma: float = 0.99
     gae_lambda: float = 0.95
     adv_norm: bool = True

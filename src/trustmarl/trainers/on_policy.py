@@ -31,7 +31,8 @@ from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribut
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
 from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
-from trustmarl.seams.dag import DagPieces
+from trustmarl.seams.dag import (DagPieces, PrecedingActionShift, PrecedingParams, action_features,
+                                 sample_by_batches)
 from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces, init_order_state
 from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
 from trustmarl.trainers.protocol import MetricSpec
@@ -93,6 +94,7 @@ class PolicyStep(NamedTuple):
     action: jax.Array  # [E,A] int or [E,A,D] (unclipped Gaussian sample)
     logp: jax.Array  # [E,A]
     dist: jax.Array  # [E,A,·] logits, or mean ⊕ log-std
+    actor_in: Optional[jax.Array] = None  # [E,A,D+A·F] the input π acted on, when it read preceding actions
 
 
 class Batch(NamedTuple):
@@ -186,7 +188,11 @@ class OnPolicyTrainer:
         self.num_updates = self.derived.num_updates
         self.recurrent = c.network == "gru"
         self.hidden_size = c.hidden[-1] if self.recurrent else 1
-        self.actor_in_dim = spec.obs_dim + (A if c.agent_id else 0)
+        self.own_in_dim = spec.obs_dim + (A if c.agent_id else 0)  # the agent's own input: obs ⊕ id
+        # B2MAPO §4.2: π also reads the preceding batches' actions, a block of A action features
+        self.action_feature_dim = spec.num_actions  # one-hot (discrete) or the action vector
+        self.preceding_actions = c.preceding_actions
+        self.actor_in_dim = self.own_in_dim + (A * self.action_feature_dim if c.preceding_actions else 0)
         self.critic_in_dim = critic_input_dim(c.critic_input, spec.obs_dim, spec.state_dim, A, c.agent_id)
         actor = Actor(num_actions=spec.num_actions, discrete=spec.discrete, hidden=c.hidden,
                       recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input,
@@ -204,6 +210,8 @@ class OnPolicyTrainer:
                         layer_norm_input=c.layer_norm_input, precision=c.precision, entities=entities,
                         heads=c.attention_heads)
         self.actor = AgentNets(actor, c.share_params, A, self.hidden_size)
+        self.shift_net = AgentNets(PrecedingActionShift(self.own_in_dim, spec.num_actions, c.hidden[-1]),
+                                   c.share_params, A, self.hidden_size)
         self.critic = AgentNets(critic, c.share_params, A, self.hidden_size)
         per_agent = not c.share_params
         self.actor_opt = AgentOptimiser.make(c.max_grad_norm, c.adam_eps,
@@ -224,13 +232,12 @@ class OnPolicyTrainer:
             clip_schedule_weight=c.clip_schedule_weight, trace_correction=c.trace_correction,
             trace_lambda_twice=c.trace_lambda_twice, num_batches=c.num_batches, batch_partition=c.batch_partition,
             batch_order=c.batch_order, dag_threshold=c.dag_threshold, dag_kl_coef=c.dag_kl_coef,
-            dag_envs=c.dag_envs, ind_epochs=c.ind_epochs, gamma=c.gamma, gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
+            dag_envs=c.dag_envs, ind_epochs=c.ind_epochs, preceding_actions=c.preceding_actions, gamma=c.gamma,
+            gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
         dag = DagPieces(
-            policy_out=lambda params, b: apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset,
-                                                      b.avail)[1],
-            init_actor=lambda k: init_agents(self.actor, k, jnp.zeros((self.actor_in_dim,)),
-                                             jnp.ones((spec.num_actions,), bool)),
-            actor_opt=self.actor_opt, discrete=spec.discrete, input_dim=self.actor_in_dim,
+            policy_out=lambda params, b: self.actor_apply(params, b.actor_h, b.actor_in, b.reset, b.avail)[1],
+            init_actor=self._init_own_actor,  # π_ind: MAPPO's actor on the agent's own input
+            actor_opt=self.actor_opt, discrete=spec.discrete, input_dim=self.own_in_dim,
             rollout_length=c.rollout_length, num_envs=c.num_envs, hidden=c.hidden[-1])
         self._pieces = UpdatePieces(
             actor_step=self.actor_step, critic_step=self.critic_step, minibatches=self.minibatches,
@@ -264,12 +271,32 @@ class OnPolicyTrainer:
         """The critic's input (critic-input seam) from observations and the env's global state."""
         return self.critic_input(obs, state, self.config.agent_id)
 
+    def actor_apply(self, params, hidden, x, resets, avail):
+        """The actor on inputs ``x`` ``[T, E, A, ·]`` → ``(hidden, out)``. ``params`` of MAPPO's actor read the
+        agent's own input (the first ``own_in_dim`` features: π, or B2MAPO's π_ind); :class:`PrecedingParams`
+        (π with ``preceding_actions``) add :class:`~trustmarl.seams.dag.PrecedingActionShift`'s term on the
+        preceding batches' action block to the logits (re-masked) or to the Gaussian mean."""
+        own = x[..., :self.own_in_dim]
+        if not isinstance(params, PrecedingParams):
+            return apply_agents(self.actor, params, hidden, own, resets, avail)
+        h, out = apply_agents(self.actor, params.base, hidden, own, resets, avail)
+        _, shift = apply_agents(self.shift_net, params.shift, hidden, x, resets)
+        if self.spec.discrete:
+            return h, jnp.where(avail, out + shift, out)  # unavailable actions keep the masked logit
+        return h, out + jnp.concatenate([shift, jnp.zeros_like(shift)], axis=-1)
+
     # -- init ---------------------------------------------------------------------------------------------
+    def _init_own_actor(self, key: jax.Array):
+        return init_agents(self.actor, key, jnp.zeros((self.own_in_dim,)), jnp.ones((self.spec.num_actions,), bool))
+
     def init_learner(self, rng: jax.Array) -> LearnerState:
         """Fresh parameters, optimiser states and value normaliser."""
         k_a, k_c = jax.random.split(rng)
-        actor_params = init_agents(self.actor, k_a, jnp.zeros((self.actor_in_dim,)),
-                                   jnp.ones((self.spec.num_actions,), bool))
+        actor_params = self._init_own_actor(k_a)
+        if self.preceding_actions:
+            # MAPPO's actor from the same key as without the option, the shift network from its own
+            shift = init_agents(self.shift_net, jax.random.fold_in(k_a, 1), jnp.zeros((self.actor_in_dim,)))
+            actor_params = PrecedingParams(actor_params, shift)
         critic_params = init_agents(self.critic, k_c, jnp.zeros((self.critic_in_dim,)))
         # fold_in, not a third split: the actor's and critic's keys stay those of every earlier version
         order = init_order_state(self.config.update_order, self._pieces, jax.random.fold_in(rng, 2))
@@ -305,10 +332,18 @@ class OnPolicyTrainer:
             return jax.random.uniform(key, lead + (self.num_agents,))
         return jax.random.normal(key, lead + (self.num_agents, self.spec.num_actions))
 
+    def behaviour_groups(self, learner: LearnerState):
+        """The batches π's rollout is sampled with (``preceding_actions``: B2MAPO's current DAG levels
+        ``[K, A]``), else None (every agent acts at once on its own input)."""
+        return learner.order.groups if self.preceding_actions else None
+
     def act(self, actor_params, hidden: jax.Array, obs: jax.Array, avail: jax.Array, reset: jax.Array,
-            noise: jax.Array, greedy: bool = False) -> PolicyStep:
-        """One decentralised policy step for every env and agent: ``obs`` ``[E, A, O]``, ``avail``
-        ``[E, A, U]``, ``reset`` ``[E]``, ``hidden`` ``[E, A, H]``, ``noise`` from :meth:`draw_noise`.
+            noise: jax.Array, greedy: bool = False, groups: Optional[jax.Array] = None) -> PolicyStep:
+        """One policy step for every env and agent: ``obs`` ``[E, A, O]``, ``avail`` ``[E, A, U]``, ``reset``
+        ``[E]``, ``hidden`` ``[E, A, H]``, ``noise`` from :meth:`draw_noise`. Decentralised unless ``groups``
+        ``[K, A]`` is given (:meth:`behaviour_groups`): then π reads the actions of the agents in preceding
+        batches and the joint action is drawn batch level by batch level, ``K`` passes of the actor
+        (:func:`trustmarl.seams.dag.sample_by_batches`); the input it acted on is returned in ``actor_in``.
 
         Discrete: inverse-CDF sampling, ``a = #{k : F_k < u·F_U}`` with ``F`` the cumulative probabilities and
         one uniform ``u`` per agent (masked actions have zero mass, so they are never drawn). Gaussian:
@@ -316,20 +351,30 @@ class OnPolicyTrainer:
         before the time loop, one number per agent, is several times cheaper on a CPU than ``distrax``'s
         ``sample`` inside the loop; the distribution is the same.
         """
-        h, out = apply_agents(self.actor, actor_params, hidden, self.actor_input(obs)[None], reset[None],
-                              avail[None])
-        out = out[0]
+        own = self.actor_input(obs)
+
+        def policy_pass(block):
+            x = own if block is None else jnp.concatenate([own, block], axis=-1)
+            h, out = self.actor_apply(actor_params, hidden, x[None], reset[None], avail[None])
+            return h, out[0], self._sample(out[0], noise, greedy)
+
+        if groups is None:
+            h, out, action = policy_pass(None)
+            return PolicyStep(h, action, self.logp_entropy(out, action)[0], out)
+        h, out, action, block = sample_by_batches(
+            policy_pass, groups, lambda a: action_features(a, self.spec.num_actions, self.spec.discrete),
+            self.num_agents * self.action_feature_dim, obs.shape[:-2])
+        return PolicyStep(h, action, self.logp_entropy(out, action)[0], out, jnp.concatenate([own, block], -1))
+
+    def _sample(self, out, noise, greedy: bool):
         if self.spec.discrete:
             if greedy:
-                action = jnp.argmax(out, axis=-1)
-            else:
-                cdf = jnp.cumsum(jax.nn.softmax(out, axis=-1), axis=-1)
-                action = jnp.sum(cdf < noise[..., None] * cdf[..., -1:], axis=-1)
-                action = jnp.minimum(action, self.spec.num_actions - 1)
-        else:
-            mean, log_std = jnp.split(out, 2, axis=-1)
-            action = mean if greedy else mean + jnp.exp(log_std) * noise
-        return PolicyStep(h, action, self.logp_entropy(out, action)[0], out)
+                return jnp.argmax(out, axis=-1)
+            cdf = jnp.cumsum(jax.nn.softmax(out, axis=-1), axis=-1)
+            action = jnp.sum(cdf < noise[..., None] * cdf[..., -1:], axis=-1)
+            return jnp.minimum(action, self.spec.num_actions - 1)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean if greedy else mean + jnp.exp(log_std) * noise
 
     def env_action(self, action: jax.Array) -> jax.Array:
         """Gaussian samples are clipped to the action box for the env only (the log-prob stays the sample's)."""
@@ -354,12 +399,14 @@ class OnPolicyTrainer:
         def step(runner: RunnerState, xs):
             step_noise, keys = xs
             ts = runner.timestep
-            pol = self.act(learner.actor_params, runner.actor_h, ts.obs, ts.avail, runner.reset, step_noise)
+            pol = self.act(learner.actor_params, runner.actor_h, ts.obs, ts.avail, runner.reset, step_noise,
+                           groups=self.behaviour_groups(learner))
             env_state, nts = self._env_step(keys, runner.env_state, self.env_action(pol.action))
             done = nts.terminated | nts.truncated
             final_cin = self.critic_in(nts.final_obs, nts.final_state) if c.bootstrap_truncation else None
             tr = Transition(
-                actor_in=self.actor_input(ts.obs), critic_in=self.critic_in(ts.obs, ts.state),
+                actor_in=self.actor_input(ts.obs) if pol.actor_in is None else pol.actor_in,
+                critic_in=self.critic_in(ts.obs, ts.state),
                 final_critic_in=final_cin, avail=ts.avail, action=pol.action, logp=pol.logp, dist=pol.dist,
                 reward=nts.reward, active=ts.active, reset=runner.reset, terminated=nts.terminated,
                 truncated=nts.truncated, ep_done=nts.episode.done, ep_return=nts.episode.returned_return,
@@ -412,7 +459,7 @@ class OnPolicyTrainer:
         clip schedules).
         """
         c = self.config
-        _, out = apply_agents(self.actor, params, b.actor_h, b.actor_in, b.reset, b.avail)
+        _, out = self.actor_apply(params, b.actor_h, b.actor_in, b.reset, b.avail)
         logp, entropy = self.logp_entropy(out, b.action)
         mask = self._mask(b.active)
         opt_mask = mask if agents is None else mask & agents
@@ -431,7 +478,7 @@ class OnPolicyTrainer:
 
     def policy_logp(self, actor_params, batch: Batch) -> jax.Array:
         """Log-probs ``[T, B, A]`` of the batch's actions under ``actor_params`` (one pass over the batch)."""
-        _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
+        _, out = self.actor_apply(actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
         return self.logp_entropy(out, batch.action)[0]
 
     def logp_entropy(self, out, action):
@@ -535,7 +582,7 @@ class OnPolicyTrainer:
     # -- trust-region measurement -------------------------------------------------------------------------
     def measure(self, actor_params, batch: Batch) -> TR.UpdateMeasures:
         """Measurements of the update so far against the behaviour policy, on every rollout state."""
-        _, out = apply_agents(self.actor, actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
+        _, out = self.actor_apply(actor_params, batch.actor_h, batch.actor_in, batch.reset, batch.avail)
         logp_new, _ = self.logp_entropy(out, batch.action)
         return self._measure_outputs(batch, out, logp_new)
 

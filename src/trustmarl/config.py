@@ -152,6 +152,8 @@ class Config:
     gradient_steps: int = _f(4, "gradient steps per iteration (Table 3's epochs per step)", low=1, section="off_policy")
     tau: float = _f(0.001, "Polyak rate of the target networks: target <- (1-tau)*target + tau*online", low=0,
                     high=1, low_open=True, section="off_policy")
+    explore_noise: float = _f(0.1, "MADDPG with continuous actions: std of the Gaussian exploration noise added to "
+                              "tanh(z) in the [-1, 1] action box (then clipped)", low=0, section="off_policy")
     reward_scale: float = _f(100.0, "soft algorithms: inverse entropy temperature (MAAC's reward scale)", low=0,
                              low_open=True, section="off_policy")
     reward_norm: bool = _f(True, "normalise each agent's sampled rewards by the running mean/std of stored rewards",

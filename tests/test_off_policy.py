@@ -294,7 +294,7 @@ def test_mamt_before_step_keeps_budget_and_reports(spread_batch):
     assert np.all(np.asarray(m["d_ns"]) >= 0) and np.isfinite(float(m["trd_loss"]))
 
 
-def test_continuous_env_is_refused():
+def test_continuous_env_is_refused_by_mamt():
     from trustmarl.envs.core import EnvSpec
 
     class Box:
@@ -305,8 +305,9 @@ def test_continuous_env_is_refused():
 
         step = reset
 
-    with pytest.raises(ConfigError, match="continuous actions"):
-        make_train(_config("maddpg"), env=Box())
+    # MAMT has no continuous-action actor (MADDPG, MAAC and MAMD do: tests/test_off_policy_continuous.py)
+    with pytest.raises(ConfigError, match="algo=mamt has no continuous-action actor"):
+        make_train(_config("mamt"), env=Box())
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -13,6 +13,12 @@ action. With ``α = 1/reward_scale``:
       L = Σ_i E[ log π_i(a_i|o_i) · sg(α log π_i(a_i|o_i) − (Q_i(o, a) − b_i)) ] + policy_reg·Σ_i E[z_i²].
 
 * Rewards normalised per agent (``reward_norm``), Polyak targets ``τ = 0.001`` for critic and policies.
+* Continuous actions (MAAC itself is discrete only): a tanh-squashed Gaussian policy
+  (:class:`~trustmarl.offpolicy.heads.SquashedGaussianHead`, SAC's log-probability with the tanh correction),
+  the attention critic reading the own action, and SAC's reparameterised actor step in place of the
+  counterfactual score function: ``a_i = tanh(μ_i + σ_i ξ)``, ``a_{−i}`` the other agents' samples (no gradient),
+
+      L = Σ_i E[ α log π_i(a_i|o_i) − Q_i(o, (a_i, a_{−i})) ] + policy_reg·Σ_i E[z_i²].
 
 Defaults: Li et al. Table 4 (12 envs, 4 gradient steps per ~100 transitions, batch 1024, Adam 1e-3, γ 0.99,
 4 heads, reward scale 100, policy clip 0.5) with MAAC's hidden width 128 and per-agent networks.
@@ -31,9 +37,8 @@ def soft_target(trainer, learner, b, key):
     """``y_i = r_i + γ(1 − d)·Q̄_i(o', a') − log π̄_i(a'_i|o'_i)/reward_scale``, ``a' ~ π̄(o')`` → ``[B, A]``."""
     c = trainer.config
     nxt = trainer.logits(learner.target_actor, b.next_obs, b.next_avail)
-    a = jnp.argmax(nxt + jax.random.gumbel(key, nxt.shape), -1)
-    logp = jnp.take_along_axis(jax.nn.log_softmax(nxt), a[..., None], -1)[..., 0]
-    q_next, _ = trainer.q_taken(learner.target_critic, b.next_obs, jax.nn.one_hot(a, trainer.num_actions), b.active)
+    act, logp = trainer.head.sample(nxt, key)
+    q_next, _ = trainer.q_taken(learner.target_critic, b.next_obs, act, b.active)
     return b.reward + c.gamma * (1.0 - b.terminated[:, None]) * q_next - logp / c.reward_scale
 
 
@@ -44,8 +49,10 @@ def soft_actor_terms(trainer, actor_params, critic_params, b, key, inv_delta=Non
         L = Σ_i E_{a~π}[ log π_i(a_i) · (sg(α log π_i(a_i) − (Q_i − b_i)) + (1/δ_i)·sg(log π_i(a_i) − log π_i^old(a_i))) ]
 
     ``1/δ_i`` stays outside the stop-gradient so that MAMT's trust-region step can differentiate the
-    policy step through it. Returns ``(loss, logits)``.
+    policy step through it. Returns ``(loss, logits)``. Continuous actions: :func:`reparameterised_actor_terms`.
     """
+    if trainer.head.reparameterised:
+        return reparameterised_actor_terms(trainer, actor_params, critic_params, b, key, inv_delta, old_params)
     c = trainer.config
     raw = trainer.raw_logits(actor_params, b.obs)
     logits = F.masked_logits(raw, b.avail)
@@ -66,13 +73,42 @@ def soft_actor_terms(trainer, actor_params, critic_params, b, key, inv_delta=Non
     return jnp.sum(per_agent) + c.policy_reg * reg, logits
 
 
+def reparameterised_actor_terms(trainer, actor_params, critic_params, b, key, inv_delta=None, old_params=None):
+    """The soft actor step for continuous actions (SAC's reparameterisation, Haarnoja et al. 2018 eq. 13), with
+    the optional mirror-descent term as MDPO's off-policy loss writes it for continuous actions::
+
+        a_i = tanh(μ_i + σ_i ξ_i),  a_{−i} = sg(samples of the other agents' policies)
+        L = Σ_i E[ α log π_i(a_i) − Q_i(o, (a_i, a_{−i})) + (1/δ_i)(log π_i(a_i) − log π_i^old(a_i)) ]
+            + policy_reg·Σ_i E[z_i²]
+
+    The last term is a one-sample estimate of ``KL[π_i ‖ π_i^old]/δ_i`` differentiated along the path of
+    ``a_i``; ``1/δ_i`` stays differentiable as in :func:`soft_actor_terms`. Returns ``(loss, outputs)``."""
+    c = trainer.config
+    head = trainer.head
+    sg = jax.lax.stop_gradient
+    raw = trainer.raw_logits(actor_params, b.obs)
+    out = head.mask(raw, b.avail)
+    a, logp = head.sample(out, key)
+    eye = jnp.eye(trainer.num_agents, dtype=bool)[..., None]
+    acts = jnp.where(eye, a[..., None, :, :], sg(a)[..., None, :, :])  # row i: only agent i's entry has a gradient
+    q = trainer.q_joint(sg(critic_params), b.obs, acts, b.active)
+    per = logp / c.reward_scale - q
+    if inv_delta is not None:
+        old_logp = head.log_prob(sg(trainer.logits(old_params, b.obs, b.avail)), a)
+        per = per + inv_delta * (logp - old_logp)
+    m = b.active.astype(per.dtype)
+    reg = jnp.sum(jnp.mean(raw ** 2, axis=(0, 2)))
+    return jnp.sum(jnp.sum(per * m, 0) / jnp.maximum(m.sum(0), 1.0)) + c.policy_reg * reg, out
+
+
 def soft_actor_loss(trainer, actor_params, learner, b, key, inv_delta: Optional[jax.Array] = None,
                     old_params=None):
     loss, _ = soft_actor_terms(trainer, actor_params, learner.critic_params, b, key, inv_delta, old_params)
     return loss, {}
 
 
-register_rule("maac", OffPolicyRule(critic="attention", target=soft_target, actor_loss=soft_actor_loss))
+register_rule("maac", OffPolicyRule(critic="attention", target=soft_target, actor_loss=soft_actor_loss,
+                                    continuous="squashed_gaussian"))
 
 MAAC_DEFAULTS = {"lr": 1e-3, "anneal_lr": False, "adam_eps": 1e-7, "gamma": 0.99, "num_envs": 12,
                  "hidden": (128, 128), "activation": "relu", "share_params": False, "tau": 0.001,

@@ -9,6 +9,10 @@ of its policy, weighted by ``1/δ_i`` with the equal split ``δ_i = δ/n`` of th
 ``π^old ← π`` is refreshed every ``old_policy_delay`` = m gradient steps (Table 3: 100), MDPO's single
 gradient step per iteration that stays close to an m-step-old policy. With ``δ → ∞`` the KL term vanishes
 and the update is MAAC's soft actor-critic exactly (tests/test_off_policy.py's reduction test).
+
+Continuous actions (Multi-Walker): MAAC's squashed-Gaussian actor, where the KL term is the reparameterised
+one-sample estimate ``(log π_i(a_i) − log π_i^old(a_i))/δ_i`` with ``a_i = tanh(μ_i + σ_i ξ)``
+(:func:`trustmarl.algos.maac.reparameterised_actor_terms`, MDPO's off-policy loss for continuous actions).
 """
 from typing import NamedTuple
 
@@ -35,7 +39,7 @@ def copy_old_policy(trainer, learner):
 def kl_to_old(trainer, logits, old_params, b):
     """Per-agent ``E_o KL[π_i(o_i) ‖ π_i^old(o_i)]`` over active entries → ``[A]``."""
     old = trainer.logits(old_params, b.obs, b.avail)
-    kl = F.categorical_kl(jax.lax.stop_gradient(logits), old)
+    kl = trainer.head.kl(jax.lax.stop_gradient(logits), old)
     m = b.active.astype(kl.dtype)
     return jnp.sum(kl * m, 0) / jnp.maximum(m.sum(0), 1.0)
 
@@ -114,6 +118,10 @@ def md_actor_terms(trainer, actor_params, critic_params, b, key, delta, old_para
 
 def init_mirror(trainer, key, actor) -> MirrorState:
     local_trust_regions(trainer)  # a bad trust_split for this env fails here, once, with one line
+    if trainer.head.continuous and trainer.config.policy_update == "ppo":
+        from trustmarl.config import ConfigError
+        raise ConfigError(f"policy_update=ppo (MAMT-PPO) is implemented for discrete actions only; env="
+                          f"{trainer.config.env!r} has continuous actions (allowed: policy_update=mirror)")
     return MirrorState(actor)
 
 
@@ -127,8 +135,8 @@ MIRROR_METRICS = {"kl_old": ("agent", "KL[π_i ‖ π_i^old] to the m-step-old p
                                        "iteration's gradient steps")}
 
 register_rule("mamd", OffPolicyRule(critic="attention", target=soft_target, actor_loss=mirror_actor_loss,
-                                    init_extra=init_mirror,
-                                    after_step=copy_old_policy, metric_schema=MIRROR_METRICS))
+                                    init_extra=init_mirror, after_step=copy_old_policy,
+                                    metric_schema=MIRROR_METRICS, continuous="squashed_gaussian"))
 
 MAMD = Algorithm(
     name="mamd",

@@ -44,6 +44,7 @@ class OffPolicyHostDriver:
         t = self.trainer
         self._act = jax.jit(lambda p, obs, avail, k: t.act(p, None, obs, avail, None,
                                                            t.draw_noise(k, (obs.shape[0],))).action)
+        self._env_action = jax.jit(t.env_action)  # continuous: [-1, 1] onto the env's box
         self._add = jax.jit(t.buffer.add, donate_argnums=0)
         self._learn = jax.jit(t.learn_phase)
         self._ts = None
@@ -68,6 +69,7 @@ class OffPolicyHostDriver:
         ts = self._ts
         st = jax.tree.map(lambda x: x[0], state)
         learner, buf, key, count = st.learner, st.buffer, st.rng, int(st.transitions)
+        act_dtype = np.dtype(t.head.action_dtype)  # int32 indices, or float32 vectors in [-1, 1] (continuous)
         history = []
         for _ in range(n):
             rows = []
@@ -75,10 +77,10 @@ class OffPolicyHostDriver:
                 key, k_act = jax.random.split(key)
                 action = np.asarray(self._act(learner.actor_params, ts.obs, ts.avail, k_act))
                 te = time.perf_counter()
-                nts = self.venv.step(action)
+                nts = self.venv.step(np.asarray(self._env_action(action)))
                 self.env_s += time.perf_counter() - te
                 ended = (np.asarray(nts.terminated) | np.asarray(nts.truncated))[:, None, None]
-                exp = Experience(np.asarray(ts.obs, np.float32), np.asarray(ts.avail, bool), action.astype(np.int32),
+                exp = Experience(np.asarray(ts.obs, np.float32), np.asarray(ts.avail, bool), action.astype(act_dtype),
                                  np.asarray(nts.reward, np.float32), np.asarray(nts.final_obs, np.float32),
                                  np.where(ended, True, np.asarray(nts.avail, bool)),
                                  np.asarray(nts.terminated, np.float32), np.asarray(ts.active, bool))

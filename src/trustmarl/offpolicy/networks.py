@@ -97,12 +97,17 @@ class AttentionCritic(nn.Module):
     active agents. A row with nobody to attend to gets ``x_i = 0``. Returns ``(q_all [..., A, U], logits
     [..., heads, A, A])``, the attention logits zeroed where masked (MAAC regularises their square).
     MAAC's input BatchNorm is left out (trustmarl's networks do not normalise inputs by batch statistics).
+
+    ``own_action`` (continuous actions, where no head can list every own action): the output layer reads the
+    agent's state-action encoding instead, ``Q_i(o, a) = FC2_i(LeakyReLU(FC1_i(e_i ⊕ x_i)))`` ∈ ℝ (construct
+    with ``num_actions = 1``); the attention is unchanged.
     """
 
     num_actions: int
     hidden: int
     heads: int
     stacks: int
+    own_action: bool = False
 
     @nn.compact
     def __call__(self, obs, act, attend):
@@ -119,7 +124,8 @@ class AttentionCritic(nn.Module):
         w = jax.nn.softmax(jnp.where(mask, logits, NEG_INF), axis=-1)
         w = jnp.where(mask, w, 0.0)  # a row with nobody to attend to: zero weights, not uniform ones
         x = jnp.einsum("...hij,...jhd->...ihd", w, vals).reshape(s.shape)
-        h = leaky_relu(AgentDense(H, self.stacks, name="critic_fc1")(jnp.concatenate([s, x], -1)))
+        h = leaky_relu(AgentDense(H, self.stacks, name="critic_fc1")(jnp.concatenate([sa if self.own_action else s,
+                                                                                     x], -1)))
         q = AgentDense(self.num_actions, self.stacks, name="critic_fc2")(h)
         return q, jnp.where(mask, logits, 0.0)
 

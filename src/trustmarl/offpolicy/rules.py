@@ -22,7 +22,9 @@ class OffPolicyRule(NamedTuple):
     * ``before_step`` — ``(trainer, learner, batch, key) → (learner, metrics)``, run before the critic step;
     * ``after_step`` — ``(trainer, learner) → learner``, run after the target update;
     * ``metric_schema`` — ``{name: (kind, doc)}`` (a MetricSpec's fields) of the metrics the rule adds (``before_step``'s and the actor
-      loss's beyond the trainer's own).
+      loss's beyond the trainer's own);
+    * ``continuous`` — the action head for continuous-action envs (:mod:`trustmarl.offpolicy.heads`):
+      ``"deterministic"`` (MADDPG), ``"squashed_gaussian"`` (the soft algorithms), or None (discrete only).
     """
 
     critic: str
@@ -32,6 +34,7 @@ class OffPolicyRule(NamedTuple):
     before_step: Optional[Callable] = None
     after_step: Optional[Callable] = None
     metric_schema: Any = None
+    continuous: Optional[str] = None
 
 
 RULES: dict[str, OffPolicyRule] = {}
@@ -40,5 +43,7 @@ RULES: dict[str, OffPolicyRule] = {}
 def register_rule(name: str, rule: OffPolicyRule) -> OffPolicyRule:
     if rule.critic not in ("mlp", "attention"):
         raise ValueError(f"critic={rule.critic!r} is not one of mlp, attention")
+    if rule.continuous not in (None, "deterministic", "squashed_gaussian"):
+        raise ValueError(f"continuous={rule.continuous!r} is not one of None, deterministic, squashed_gaussian")
     RULES[name] = rule
     return rule

@@ -6,8 +6,9 @@ whole state: networks, optimisers, targets, buffer, env states, keys), logging a
 One *update* of the run loop (one :meth:`OffPolicyTrainer.update`, what ``num_updates`` counts) is one
 iteration of Li et al.'s Algorithms 2-3 / MAAC's loop:
 
-1. **collect** — ``collect_steps`` steps of the ``num_envs`` envs with the behaviour policy (a sample of the
-   categorical policy, drawn with Gumbel noise), each step's ``num_envs`` transitions ``(o, a, r, o', d)``
+1. **collect** — ``collect_steps`` steps of the ``num_envs`` envs with the behaviour policy (the action head's
+   exploration: a categorical sample drawn with Gumbel noise; for continuous actions a squashed-Gaussian sample
+   or MADDPG's ``tanh`` action plus Gaussian noise), each step's ``num_envs`` transitions ``(o, a, r, o', d)``
    added to the buffer; ``o'`` is the pre-reset observation of the state reached and ``d`` marks
    terminations only, so time-limit ends are bootstrapped;
 2. **learn** — once the buffer holds ``max(learning_starts, batch_size)`` transitions, ``gradient_steps``
@@ -18,6 +19,12 @@ iteration of Li et al.'s Algorithms 2-3 / MAAC's loop:
 
 The buffer holds ``max(batch_size, min(buffer_size, env steps of the budget))`` transitions: a run never
 stores more than it collects, so a short run does not allocate Table 3's 10⁶ entries per seed.
+
+Actions reach the networks only through the action head (:mod:`trustmarl.offpolicy.heads`, chosen from the
+env's action space and the rule's ``continuous`` entry): a discrete action is stored as an index and read by
+the critics one-hot; a continuous one is stored and read as its normalised vector in ``[−1, 1]^D`` and mapped
+onto the env's box only when the env is stepped. With continuous actions the attention critic reads the own
+action (``AttentionCritic.own_action``) and returns one value per agent.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from trustmarl.algos import ALGORITHMS
 from trustmarl.config import Config, ConfigError, Derived
 from trustmarl.envs import AdapterState, Timestep
 from trustmarl.offpolicy import functional as F
+from trustmarl.offpolicy.heads import make_head
 from trustmarl.offpolicy.networks import AgentMLP, AttentionCritic, MLPCritic
 from trustmarl.offpolicy.rules import RULES
 from trustmarl.seams.critic_inputs import with_agent_id
@@ -46,8 +54,8 @@ class Experience(NamedTuple):
     """One stored transition of one env (a buffer item); agent fields ``[A, ...]``."""
 
     obs: jax.Array  # [A,O]
-    avail: jax.Array  # [A,U] bool
-    action: jax.Array  # [A] int32
+    avail: jax.Array  # [A,U] bool (all true for continuous actions)
+    action: jax.Array  # [A] int32 (discrete) or [A,D] float32 in [-1, 1] (continuous)
     reward: jax.Array  # [A]
     next_obs: jax.Array  # [A,O] pre-reset observation of the state reached
     next_avail: jax.Array  # [A,U] bool (all true after an episode end: the final state's mask is not kept)
@@ -56,12 +64,13 @@ class Experience(NamedTuple):
 
 
 class OffBatch(NamedTuple):
-    """A sampled batch, ``[B, ...]``, rewards normalised when ``reward_norm``; ``act`` is the one-hot action."""
+    """A sampled batch, ``[B, ...]``, rewards normalised when ``reward_norm``; ``act`` is the action as the
+    critics read it (one-hot, or the continuous vector)."""
 
     obs: jax.Array
     avail: jax.Array
     action: jax.Array
-    act: jax.Array  # [B,A,U] one-hot of action
+    act: jax.Array  # [B,A,U] one-hot of action, or the continuous action [B,A,D]
     reward: jax.Array
     next_obs: jax.Array
     next_avail: jax.Array
@@ -116,7 +125,8 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
     "critic_loss": MetricSpec("scalar", "Σ_i E[(Q_i − y_i)²], mean over the gradient steps (NaN before learning)"),
     "policy_loss": MetricSpec("scalar", "the rule's actor loss, mean over the gradient steps"),
     "q_mean": MetricSpec("agent", "mean Q_i(o, a) on the sampled batches"),
-    "entropy": MetricSpec("agent", "policy entropy on the sampled observations"),
+    "entropy": MetricSpec("agent", "policy entropy on the sampled observations (squashed Gaussian: the "
+                          "Gaussian's before the tanh; NaN for MADDPG's deterministic continuous actor)"),
     "kl_iteration": MetricSpec("agent", "KL[π_before ‖ π_after] of the iteration's gradient steps on its last batch"),
     "nonfinite": MetricSpec("scalar", "0, or the sum of NONFINITE_BITS of the kinds of values that were "
                             "NaN/inf (1 env outputs, 2 losses, 4 gradients, 8 parameters)"),
@@ -149,11 +159,9 @@ class OffPolicyTrainer:
             raise ConfigError(f"env={c.env!r}: the off-policy trainer needs a JAX env; allowed: spread, mpe_spread, "
                               f"pursuit, rover_tower, smax or an as_jax_env(...) env")
         self.spec = spec = self.env.spec
-        if not spec.discrete:
-            raise ConfigError(f"env={c.env!r} has continuous actions; algo={c.algo} here supports discrete actions "
-                              f"only (allowed envs: spread, mpe_spread, pursuit, rover_tower, smax)")
+        self.head = make_head(spec.discrete, spec.num_actions, self.rule.continuous, c.explore_noise, c.algo)
         self.num_agents = A = spec.num_agents
-        self.num_actions = U = spec.num_actions
+        self.num_actions = U = spec.num_actions  # discrete: action count; continuous: action dimension
         self.derived: Derived = c.derived(A)
         self.num_updates = self.derived.num_updates
         self.metric_schema = {**METRIC_SCHEMA, **{k: MetricSpec(*v) for k, v in (self.rule.metric_schema or {}).items()}}
@@ -161,12 +169,13 @@ class OffPolicyTrainer:
             self.metric_schema.pop("win_rate")
         self.stacks = 1 if c.share_params else A
         self.actor_in_dim = spec.obs_dim + (A if c.agent_id else 0)
-        self.policy = AgentMLP(c.hidden, U, self.stacks, c.activation)
+        self.policy = AgentMLP(c.hidden, self.head.out_dim, self.stacks, c.activation)
         if self.rule.critic == "attention":
             if c.hidden[-1] % c.attention_heads:
                 raise ConfigError(f"attention_heads={c.attention_heads} must divide the critic width "
                                   f"hidden[-1]={c.hidden[-1]}")
-            self.critic = AttentionCritic(U, c.hidden[-1], c.attention_heads, self.stacks)
+            cont = self.head.continuous
+            self.critic = AttentionCritic(1 if cont else U, c.hidden[-1], c.attention_heads, self.stacks, cont)
         else:
             self.critic = MLPCritic(c.hidden, self.stacks, c.activation)
         capacity = max(c.batch_size, min(c.buffer_size, self.derived.env_steps))
@@ -194,12 +203,17 @@ class OffPolicyTrainer:
         return with_agent_id(obs, self.config.agent_id)
 
     def logits(self, actor_params, obs: jax.Array, avail: jax.Array) -> jax.Array:
-        """Masked policy logits ``[..., A, U]``."""
-        return F.masked_logits(self.policy.apply(actor_params, self.actor_input(obs)), avail)
+        """The policy outputs the head reads ``[..., A, head.out_dim]``: masked logits for discrete actions."""
+        return self.head.mask(self.policy.apply(actor_params, self.actor_input(obs)), avail)
 
     def raw_logits(self, actor_params, obs: jax.Array) -> jax.Array:
         """Unmasked policy-net outputs (what the logit regulariser penalises)."""
         return self.policy.apply(actor_params, self.actor_input(obs))
+
+    def pick(self, q: jax.Array, act: jax.Array) -> jax.Array:
+        """The attention critic's value at the own action: ``Σ_u q_u·onehot(a)_u`` (discrete: ``q`` lists every
+        own action) or its single output (continuous: the action is an input)."""
+        return q[..., 0] if self.head.continuous else jnp.sum(q * act, axis=-1)
 
     def attend_mask(self, active: jax.Array) -> jax.Array:
         """``[..., A(i), A(j)]``: agent ``i`` attends to the other active agents."""
@@ -230,7 +244,7 @@ class OffPolicyTrainer:
 
         def row(i):
             q, _ = self.critic.apply(critic_params, obs, acts[..., i, :, :], self.attend_mask(active))
-            return jnp.sum(q[..., i, :] * acts[..., i, i, :], axis=-1)
+            return self.pick(q[..., i, :], acts[..., i, i, :])
 
         return jnp.moveaxis(jax.vmap(row)(jnp.arange(A)), 0, -1)
 
@@ -238,7 +252,7 @@ class OffPolicyTrainer:
         """``Q_i(o, a)`` at one joint action ``act`` ``[..., A, U]`` → ``([..., A], regulariser)``."""
         if self.rule.critic == "attention":
             q, reg = self.q_all(critic_params, obs, act, active)
-            return jnp.sum(q * act, axis=-1), reg
+            return self.pick(q, act), reg
         return self.q_joint(critic_params, obs, self.rows(act), active), jnp.zeros(())
 
     def q_without(self, critic_params, obs, act, active):
@@ -250,7 +264,7 @@ class OffPolicyTrainer:
             def drop(j):
                 keep = active & (jnp.arange(A) != j)
                 q, _ = self.critic.apply(critic_params, obs, act, self.attend_mask(keep))
-                return jnp.sum(q * act, axis=-1)
+                return self.pick(q, act)
         else:
             def drop(j):
                 a = jnp.where((jnp.arange(A) == j)[:, None], 0.0, act)
@@ -263,7 +277,7 @@ class OffPolicyTrainer:
 
     # -- init -----------------------------------------------------------------------------------------------
     def init_learner(self, rng: jax.Array) -> OffLearner:
-        A, U, O = self.num_agents, self.num_actions, self.spec.obs_dim
+        A, U, O = self.num_agents, self.num_actions, self.spec.obs_dim  # U: width of an encoded action
         k_a, k_c, k_x = jax.random.split(rng, 3)
         actor = self.policy.init(k_a, jnp.zeros((A, self.actor_in_dim)))
         obs, act = jnp.zeros((A, O)), jnp.zeros((A, U))
@@ -279,7 +293,8 @@ class OffPolicyTrainer:
 
     def _item(self) -> Experience:
         A, U, O = self.num_agents, self.num_actions, self.spec.obs_dim
-        return Experience(jnp.zeros((A, O)), jnp.zeros((A, U), bool), jnp.zeros((A,), jnp.int32), jnp.zeros((A,)),
+        action = jnp.zeros((A,) + self.head.action_shape, self.head.action_dtype)
+        return Experience(jnp.zeros((A, O)), jnp.zeros((A, U), bool), action, jnp.zeros((A,)),
                           jnp.zeros((A, O)), jnp.zeros((A, U), bool), jnp.zeros(()), jnp.zeros((A,), bool))
 
     def init(self, rng: jax.Array) -> OffTrainState:
@@ -298,18 +313,20 @@ class OffPolicyTrainer:
 
     # -- acting ---------------------------------------------------------------------------------------------
     def draw_noise(self, key: jax.Array, lead: tuple) -> jax.Array:
-        """Gumbel noise ``lead + [A, U]``: ``argmax(z + g)`` is a sample of ``softmax(z)``."""
-        return jax.random.gumbel(key, lead + (self.num_agents, self.num_actions))
+        """The head's exploration noise ``lead + [A, ...]``: Gumbel ``[A, U]`` (``argmax(z + g)`` is a sample of
+        ``softmax(z)``) or standard normal ``[A, D]``."""
+        return self.head.noise(key, lead + (self.num_agents,))
 
     def act(self, actor_params, hidden, obs, avail, reset, noise, greedy: bool = False) -> PolicyStep:
-        """The behaviour policy: a categorical sample (``greedy``: the most likely action, as Li et al. evaluate)."""
+        """The behaviour policy: the head's sample (``greedy``: the most likely action, or the mean policy,
+        as Li et al. evaluate)."""
         logits = self.logits(actor_params, obs, avail)
-        action = jnp.argmax(logits if greedy else logits + noise, axis=-1)
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], -1)[..., 0]
+        action, logp = self.head.act(logits, noise, greedy)
         return PolicyStep(hidden, action, logp, logits)
 
     def env_action(self, action: jax.Array) -> jax.Array:
-        return action
+        """Continuous actions: the normalised ``[−1, 1]`` vector mapped onto the env's box."""
+        return self.head.env_action(action, self.spec.action_low, self.spec.action_high)
 
     def _env_step(self, keys, env_state, actions):
         if hasattr(self.env, "step_batch"):
@@ -327,9 +344,9 @@ class OffPolicyTrainer:
             k_n, k_e = jax.random.split(k)
             ts = runner.timestep
             pol = self.act(params, None, ts.obs, ts.avail, None, self.draw_noise(k_n, (E,)))
-            env_state, nts = self._env_step(jax.random.split(k_e, E), runner.env_state, pol.action)
+            env_state, nts = self._env_step(jax.random.split(k_e, E), runner.env_state, self.env_action(pol.action))
             ended = (nts.terminated | nts.truncated)[:, None, None]
-            exp = Experience(ts.obs, ts.avail, pol.action.astype(jnp.int32), nts.reward, nts.final_obs,
+            exp = Experience(ts.obs, ts.avail, pol.action.astype(self.head.action_dtype), nts.reward, nts.final_obs,
                              jnp.where(ended, True, nts.avail), nts.terminated.astype(jnp.float32), ts.active)
             ep = nts.episode
             trace = CollectTrace(ep.done, ep.returned_return, ep.returned_length.astype(jnp.float32),
@@ -345,7 +362,7 @@ class OffPolicyTrainer:
     def sample(self, buf, stats: F.RewardStats, key) -> OffBatch:
         e: Experience = self.buffer.sample(buf, key).experience
         r = F.normalise_rewards(stats, e.reward) if self.config.reward_norm else e.reward
-        return OffBatch(e.obs, e.avail, e.action, jax.nn.one_hot(e.action, self.num_actions), r, e.next_obs,
+        return OffBatch(e.obs, e.avail, e.action, self.head.encode(e.action), r, e.next_obs,
                         e.next_avail, e.terminated, e.active)
 
     def critic_loss(self, critic_params, learner: OffLearner, b: OffBatch, y):
@@ -381,12 +398,11 @@ class OffPolicyTrainer:
         if self.rule.after_step is not None:
             learner = self.rule.after_step(self, learner)
         logits = self.logits(learner.actor_params, b.obs, b.avail)
-        logp = jax.nn.log_softmax(logits)
         m = b.active.astype(jnp.float32)
         n = jnp.maximum(m.sum(0), 1.0)
         out = {**metrics, **am, "critic_loss": closs, "policy_loss": ploss,
                "q_mean": jnp.sum(q * m, 0) / n,
-               "entropy": jnp.sum(-jnp.sum(jnp.exp(logp) * logp, -1) * m, 0) / n,
+               "entropy": jnp.sum(self.head.entropy(logits) * m, 0) / n,
                "grads_finite": _all_finite((g_a, g_c))}
         return learner, jax.tree.map(jax.lax.stop_gradient, out), b
 
@@ -425,7 +441,7 @@ class OffPolicyTrainer:
         before = self.logits(learner.actor_params, last.obs, last.avail)
         after = self.logits(new.actor_params, last.obs, last.avail)
         mask = last.active.astype(jnp.float32)
-        kl = jnp.sum(F.categorical_kl(before, after) * mask, 0) / jnp.maximum(mask.sum(0), 1.0)
+        kl = jnp.sum(self.head.kl(before, after) * mask, 0) / jnp.maximum(mask.sum(0), 1.0)
         grads_ok = jnp.all(m.pop("grads_finite"))
         out = {k: jnp.nanmean(v, 0) for k, v in m.items()}
         out["kl_iteration"] = jnp.where(ready, kl, jnp.nan)

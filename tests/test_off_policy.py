@@ -294,7 +294,7 @@ def test_mamt_before_step_keeps_budget_and_reports(spread_batch):
     assert np.all(np.asarray(m["d_ns"]) >= 0) and np.isfinite(float(m["trd_loss"]))
 
 
-def test_continuous_env_is_refused_by_mamt():
+def test_continuous_env_is_refused_without_a_continuous_actor(monkeypatch):
     from trustmarl.envs.core import EnvSpec
 
     class Box:
@@ -305,9 +305,12 @@ def test_continuous_env_is_refused_by_mamt():
 
         step = reset
 
-    # MAMT has no continuous-action actor (MADDPG, MAAC and MAMD do: tests/test_off_policy_continuous.py)
-    with pytest.raises(ConfigError, match="algo=mamt has no continuous-action actor"):
-        make_train(_config("mamt"), env=Box())
+    # a rule without a continuous head is refused (the four algorithms have one: tests/test_off_policy_continuous.py)
+    from trustmarl.offpolicy.rules import RULES
+    monkeypatch.setitem(RULES, "maddpg", RULES["maddpg"]._replace(continuous=None))
+    with pytest.raises(ConfigError, match="algo=maddpg has no continuous-action actor; allowed with continuous "
+                                          "actions: maac"):
+        make_train(_config("maddpg"), env=Box())
 
 
 # --------------------------------------------------------------------------------------------------------

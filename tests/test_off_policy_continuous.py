@@ -75,8 +75,8 @@ def test_categorical_head_is_the_discrete_path():
     g = jax.random.gumbel(key, (1, 3))
     np.testing.assert_array_equal(act, jax.nn.one_hot(jnp.argmax(z + g, -1), 3))
     np.testing.assert_allclose(logp, jnp.sum(jax.nn.log_softmax(z) * act, -1), rtol=1e-6)
-    with pytest.raises(ConfigError, match="algo=mamt has no continuous-action actor"):
-        H.make_head(False, 4, None, 0.1, "mamt")
+    with pytest.raises(ConfigError, match="algo=other has no continuous-action actor"):
+        H.make_head(False, 4, None, 0.1, "other")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -116,23 +116,22 @@ def test_maddpg_continuous_shapes_bounds_and_learning_steps(maddpg_run):
     assert np.all(np.asarray(m["kl_iteration"])[learning] > 0)  # the actor moved
 
 
-def test_mamd_continuous_runs_and_reduces_to_maac():
-    """Continuous MAMD: a tiny run is finite and logs its KL to the old copy; with δ → ∞ its actor gradient is
-    MAAC's reparameterised one exactly (the KL term's weight 1/δ_i is 0)."""
-    from trustmarl.algos.maac import soft_actor_loss
+def test_mamd_continuous_reduces_to_maac():
+    """Continuous MAMD's actor gradient with δ → ∞ (1/δ_i = 0) is MAAC's reparameterised one exactly; with a
+    finite δ the KL term to a different old copy changes it. (MAMT's tiny run below runs this actor step.)"""
+    from trustmarl.algos.maac import soft_actor_loss, soft_actor_terms
     from trustmarl.trainers import make_train
-    t = make_train(Config.build({"algo": "mamd", **TINY, "total_env_steps": 160}))
+    from trustmarl.trainers.off_policy import OffBatch
+    t = make_train(Config.build({"algo": "mamd", **TINY}))
     assert isinstance(t.head, H.SquashedGaussianHead) and t.head.out_dim == 10
-    state, m = jax.jit(t)(jax.random.PRNGKey(0))
-    assert np.all(np.asarray(m["nonfinite"]) == 0)
-    learning = np.asarray(m["learning"]) > 0
-    assert learning.any() and np.all(np.isfinite(np.asarray(m["kl_old"])[learning]))
-    learner = state.learner
-    b = t.sample(state.buffer, learner.reward_stats, jax.random.PRNGKey(2))
-    key = jax.random.PRNGKey(3)
+    learner = t.init_learner(jax.random.PRNGKey(0))
+    k = jax.random.split(jax.random.PRNGKey(1), 4)
+    B, A, O, D = 8, 2, t.spec.obs_dim, 5
+    act = jax.random.uniform(k[1], (B, A, D), minval=-1.0, maxval=1.0)
+    b = OffBatch(jax.random.normal(k[0], (B, A, O)), jnp.ones((B, A, D), bool), act, act, jnp.zeros((B, A)),
+                 jax.random.normal(k[2], (B, A, O)), jnp.ones((B, A, D), bool), jnp.zeros((B,)), jnp.ones((B, A), bool))
     old = jax.tree.map(lambda x: x + 0.3, learner.actor_params)  # an old copy that differs
-    learner = learner._replace(extra=learner.extra._replace(old_actor=old))
-    from trustmarl.algos.maac import soft_actor_terms
+    key = k[3]
 
     @jax.jit
     def md(inv_delta):
@@ -145,15 +144,29 @@ def test_mamd_continuous_runs_and_reduces_to_maac():
     moved = [np.abs(np.asarray(x - y)).max() for x, y in zip(jax.tree.leaves(md(jnp.ones(2))),
                                                               jax.tree.leaves(g_maac))]
     assert max(moved) > 1e-6  # with a finite δ the KL term pulls toward the old copy
-
-
-def test_continuous_refusals():
-    from trustmarl.trainers import make_train
-    with pytest.raises(ConfigError, match="algo=mamt has no continuous-action actor"):
-        make_train(Config.build({"algo": "mamt", **TINY}))
-    t = make_train(Config.build({"algo": "mamd", **TINY, "policy_update": "ppo"}))
+    # MAMT-PPO is discrete-only: refused when the learner is built
+    t_ppo = make_train(Config.build({"algo": "mamd", **TINY, "policy_update": "ppo"}))
     with pytest.raises(ConfigError, match="policy_update=ppo"):
-        t.init_learner(jax.random.PRNGKey(0))
+        t_ppo.init_learner(jax.random.PRNGKey(0))
+
+
+def test_mamt_continuous_runs_within_its_budget():
+    """Continuous MAMT: opponent models with Gaussian predictions, eq. 6 with the Gaussians' KL, eq. 8 through a
+    reparameterised sample; a tiny run stays finite and Σ_i δ_i ≤ δ."""
+    from trustmarl.trainers import make_train
+    t = make_train(Config.build({"algo": "mamt", **TINY, "total_env_steps": 160, "delta_delay": 1}))
+    assert isinstance(t.head, H.SquashedGaussianHead)
+    state, m = jax.jit(t)(jax.random.PRNGKey(0))
+    assert np.all(np.asarray(m["nonfinite"]) == 0)
+    learning = np.asarray(m["learning"]) > 0
+    assert learning.sum() >= 3
+    delta, d_ns = np.asarray(m["delta"])[learning], np.asarray(m["d_ns"])[learning]
+    assert np.all(delta > 0) and np.all(delta.sum(-1) <= 1.0 + 1e-5)
+    assert np.all(np.isfinite(d_ns)) and np.all(d_ns >= 0)
+    assert np.all(np.isfinite(np.asarray(m["model_loss"])[learning]))
+    assert np.all(np.isfinite(np.asarray(m["kl_old"])[learning]))
+    rho0 = jnp.full((2,), 0.0) + float(np.log(np.expm1(0.5)))
+    assert float(jnp.max(jnp.abs(state.learner.extra.rho - rho0))) > 0  # eq. 8 moved the trust regions
 
 
 def test_maddpg_multiwalker_host_path(tmp_path):

@@ -28,6 +28,12 @@ The policy step is then MAMD's eq. 10 with these ``δ_i``; the critic is MAAC's.
 m = 100, δ = 1 (the middle of Table 9's {0.01, 1, 100}), reward scale 100, Adam 1e-3 (eps 1e-7), modelling
 policy clip 0.5, decomposition-network clip 10·n. ``policy_update=ppo`` is MAMT-PPO (PPO's clip with ``ε_i = δ_i``
 in place of mirror descent, :func:`trustmarl.algos.mamd.ppo_actor_terms`).
+
+Continuous actions (Multi-Walker) use MAAC's squashed-Gaussian head (:mod:`trustmarl.offpolicy.heads`)
+throughout: the opponent models predict ``μ ⊕ log σ`` of each other agent and are fitted by the negative
+log-likelihood of the stored actions, eq. 6's KL is the Gaussians' (the tanh is a bijection), and eq. 8's
+``Σ_u π_i^{ψ'}(u) Q_i`` becomes ``Q_i(o, (tanh(μ'_i + σ'_i ξ), a_{−i}))`` with one fixed draw ``ξ``
+(the reparameterised estimate); MAMT-PPO stays discrete-only.
 """
 from typing import Any, NamedTuple
 
@@ -55,8 +61,10 @@ class MAMTState(NamedTuple):
 
 def _nets(trainer):
     c = trainer.config
-    A, U = trainer.num_agents, trainer.num_actions
-    return (OpponentModel(c.hidden, A, U, A, c.activation), TRDNet(c.hidden[-1]))
+    # the opponent models predict a whole policy output of the action head per other agent: logits, or the
+    # squashed Gaussian's μ ⊕ log σ for continuous actions
+    return (OpponentModel(c.hidden, trainer.num_agents, trainer.head.out_dim, trainer.num_agents, c.activation),
+            TRDNet(c.hidden[-1]))
 
 
 def _opts(trainer):
@@ -71,6 +79,10 @@ def init_mamt(trainer, key, actor):
         from trustmarl.config import ConfigError
         raise ConfigError(f"trust_split={c.trust_split!r} is MAMD's (MAMD-OP); MAMT learns its delta_i, allowed: "
                           f"equal")
+    if trainer.head.continuous and c.policy_update == "ppo":
+        from trustmarl.config import ConfigError
+        raise ConfigError(f"policy_update=ppo (MAMT-PPO) is implemented for discrete actions only; env={c.env!r} "
+                          f"has continuous actions (allowed: policy_update=mirror)")
     A, U, O = trainer.num_agents, trainer.num_actions, trainer.spec.obs_dim
     model, trd = _nets(trainer)
     model_opt, trd_opt, rho_opt = _opts(trainer)
@@ -113,11 +125,13 @@ def mamt_before_step(trainer, learner, b, key):
     C = sg(coordination(trainer, learner, b, k_c))
     pair = F.off_diagonal(A) & b.active[..., :, None] & b.active[..., None, :]
 
-    # opponent models: cross-entropy of i's prediction of j against j's stored action
+    head = trainer.head
+
+    # opponent models: negative log-likelihood of j's stored action under i's prediction of j (the
+    # cross-entropy for discrete actions)
     def model_loss(p):
         raw = model.apply(p, b.obs)
-        h = jax.nn.log_softmax(F.masked_logits(raw, b.avail[..., None, :, :]))
-        ce = -jnp.sum(h * b.act[..., None, :, :], -1)
+        ce = -head.log_prob(head.mask(raw, b.avail[..., None, :, :]), b.act[..., None, :, :])
         return jnp.sum(ce * pair) / jnp.maximum(pair.sum(), 1) + c.policy_reg * jnp.mean(raw ** 2)
 
     m_loss, g = jax.value_and_grad(model_loss)(ex.model_params)
@@ -125,11 +139,11 @@ def mamt_before_step(trainer, learner, b, key):
     mp = optax.apply_updates(ex.model_params, upd)
 
     if c.nonstationarity == "model":
-        pred = F.masked_logits(model.apply(mp, b.obs), b.avail[..., None, :, :])
-        D = F.nonstationarity(C, pred, logits, c.ns_clip)
+        pred = head.mask(model.apply(mp, b.obs), b.avail[..., None, :, :])
+        D = F.nonstationarity(C, pred, logits, c.ns_clip, head.kl)
     else:
         old = trainer.logits(ex.old_actor, b.obs, b.avail)
-        D = F.weighted_policy_divergence(C, old, logits, c.ns_clip)
+        D = F.weighted_policy_divergence(C, old, logits, c.ns_clip, head.kl)
     D = sg(D * b.active)
 
     # eq. 7 on the fast timescale
@@ -144,16 +158,15 @@ def mamt_before_step(trainer, learner, b, key):
     tp = optax.apply_updates(ex.trd_params, upd)
 
     # eq. 8 on the slow timescale: ascend F through one unrolled mirror-descent step
-    q_all = sg(trainer.q_all(learner.critic_params, b.obs, b.act, b.active)[0])
     m = b.active.astype(jnp.float32)
+    own_value = _own_action_value(trainer, learner.critic_params, b, jax.random.fold_in(k_d, 1))
 
     def objective(rho):
         d = local_trust_regions(trainer, rho)
         step = jax.grad(lambda psi: md_actor_terms(trainer, psi, learner.critic_params, b, k_d, d,
                                                    ex.old_actor)[0])(learner.actor_params)
         psi = jax.tree.map(lambda p, s: p - c.lr * s, learner.actor_params, step)
-        pi = jax.nn.softmax(trainer.logits(psi, b.obs, b.avail))
-        value = jnp.sum(jnp.sum(jnp.sum(pi * q_all, -1) * m, 0) / jnp.maximum(m.sum(0), 1.0))
+        value = jnp.sum(jnp.sum(own_value(trainer.logits(psi, b.obs, b.avail)) * m, 0) / jnp.maximum(m.sum(0), 1.0))
         k_hat = jnp.sum(jnp.mean(trd.apply(tp, b.obs, b.act, d, C) * m, 0))
         return value - k_hat - F.budget_penalty(rho, c.trust_region)
 
@@ -171,6 +184,26 @@ def mamt_before_step(trainer, learner, b, key):
                "trd_loss": t_loss, "model_loss": m_loss}
     new = ex._replace(rho=rho, rho_opt=r_opt, model_params=mp, model_opt=m_opt, trd_params=tp, trd_opt=t_opt)
     return learner._replace(extra=new), metrics
+
+
+def _own_action_value(trainer, critic_params, b, key):
+    """``out ↦ E_{u~π(out)}[Q_i(o, (u, a_{−i}))]`` ``[B, A]`` with the other agents at their stored actions and the
+    critic fixed: the exact sum ``Σ_u π_i(u) Q_i(o, (u, a_{−i}))`` for discrete actions, a reparameterised
+    one-sample estimate ``Q_i(o, (tanh(μ_i + σ_i ξ), a_{−i}))`` (``ξ`` drawn once) for continuous ones."""
+    sg = jax.lax.stop_gradient
+    head = trainer.head
+    if not head.reparameterised:
+        q_all = sg(trainer.q_all(critic_params, b.obs, b.act, b.active)[0])
+        return lambda out: jnp.sum(jax.nn.softmax(out) * q_all, -1)
+    xi = head.noise(key, b.act.shape[:-1])
+    eye = jnp.eye(trainer.num_agents, dtype=bool)[..., None]
+
+    def value(out):
+        a, _ = head.squash(out, xi)
+        acts = jnp.where(eye, a[..., None, :, :], b.act[..., None, :, :])
+        return trainer.q_joint(sg(critic_params), b.obs, acts, b.active)
+
+    return value
 
 
 def mamt_actor_loss(trainer, actor_params, learner, b, key):
@@ -192,7 +225,7 @@ MAMT_METRICS = {
 
 register_rule("mamt", OffPolicyRule(critic="attention", target=soft_target, actor_loss=mamt_actor_loss,
                                     init_extra=init_mamt, before_step=mamt_before_step, after_step=copy_old_policy,
-                                    metric_schema=MAMT_METRICS))
+                                    metric_schema=MAMT_METRICS, continuous="squashed_gaussian"))
 
 MAMT = Algorithm(
     name="mamt",

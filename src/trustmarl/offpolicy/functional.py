@@ -72,22 +72,26 @@ def coordination_coefficients(q_joint: jax.Array, q_without: jax.Array, sigma: f
     return jnp.where(c_hat >= sigma, c_hat, 0.0)
 
 
-def nonstationarity(coord: jax.Array, pred_logits: jax.Array, policy_logits: jax.Array, clip: float) -> jax.Array:
+def nonstationarity(coord: jax.Array, pred_logits: jax.Array, policy_logits: jax.Array, clip: float,
+                    kl=None) -> jax.Array:
     """Li et al. eq. 6: ``D_i,ns = Π_ns(Σ_{j≠i} C_ij · KL[h_{φ_i^j}(o_i) ‖ π_{ψ_j}(o_j)])``.
 
     ``coord`` ``[..., A, A]`` (``C_ii = 0``), ``pred_logits`` ``[..., A(i), A(j), U]`` (agent ``i``'s prediction of
     ``j``), ``policy_logits`` ``[..., A, U]`` (masked). ``Π_ns`` is the projection onto ``[0, clip]``.
-    → ``[..., A]``.
+    ``kl``: the KL of two policy outputs (default :func:`categorical_kl`; an action head's ``kl`` for
+    continuous policies). → ``[..., A]``.
     """
-    kl = categorical_kl(pred_logits, policy_logits[..., None, :, :])  # [..., A(i), A(j)]
+    kl = (kl or categorical_kl)(pred_logits, policy_logits[..., None, :, :])  # [..., A(i), A(j)]
     return jnp.clip(jnp.sum(coord * kl, axis=-1), 0.0, clip)
 
 
-def weighted_policy_divergence(coord: jax.Array, old_logits: jax.Array, logits: jax.Array, clip: float) -> jax.Array:
+def weighted_policy_divergence(coord: jax.Array, old_logits: jax.Array, logits: jax.Array, clip: float,
+                               kl=None) -> jax.Array:
     """MAMT-WS's replacement of eq. 6 (Li et al. App. H): ``D_i = Π_ns(1/n · Σ_{j≠i} C_ij KL[π'_j(o_j) ‖ π_j(o_j)])``
-    with ``π'`` the old policy copy, so that ``Σ_i D_i`` is the paper's weighted sum. → ``[..., A]``."""
+    with ``π'`` the old policy copy, so that ``Σ_i D_i`` is the paper's weighted sum; ``kl`` as in
+    :func:`nonstationarity`. → ``[..., A]``."""
     n = coord.shape[-1]
-    kl = categorical_kl(old_logits, logits)  # [..., A(j)]
+    kl = (kl or categorical_kl)(old_logits, logits)  # [..., A(j)]
     return jnp.clip(jnp.sum(coord * kl[..., None, :], axis=-1) / n, 0.0, clip)
 
 

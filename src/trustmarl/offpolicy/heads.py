@@ -255,8 +255,9 @@ def make_head(discrete: bool, num_actions: int, continuous: str | None, explore_
     if continuous == "squashed_gaussian":
         return SquashedGaussianHead(num_actions)
     from trustmarl.config import ConfigError
-    raise ConfigError(f"algo={algo} has no continuous-action actor; allowed with continuous actions: maddpg "
-                      f"(deterministic tanh), maac, mamd (squashed Gaussian)")
+    from trustmarl.offpolicy.rules import RULES
+    able = ", ".join(f"{name} ({rule.continuous})" for name, rule in RULES.items() if rule.continuous)
+    raise ConfigError(f"algo={algo} has no continuous-action actor; allowed with continuous actions: {able}")
 
 
 __all__ = ["CategoricalHead", "DeterministicTanhHead", "SquashedGaussianHead", "make_head", "tanh_log_det",

@@ -121,7 +121,10 @@ def gen_experiments() -> str:
     for e in EXPERIMENTS.values():
         out += [f"### {e.name}", "", f"{_cell(e.doc)}.", "", f"```bash\ntrustmarl reproduce {e.name}\n```", ""]
         figure = DOCS / "figures" / f"{e.name}.png"
-        if figure.is_file():
+        if e.table is not None:
+            out += [f"Writes a Markdown table, `{e.name}.md`, instead of a figure; what was run is on "
+                    f"[Measured results](results.md).", ""]
+        elif figure.is_file():
             out += [f"![{e.name}](figures/{e.name}.png)", ""]
         else:
             out += ["(no figure recorded yet)", ""]

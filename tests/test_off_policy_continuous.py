@@ -207,13 +207,15 @@ def test_table10_plan():
     assert sorted(only) == ["maac_spread2", "maddpg_spread2", "mamd_spread2", "mamt_rovertower8", "mamt_spread2"]
     with pytest.raises(ValueError, match="matches no run"):
         reproduce.plan("li2023-table10", only=["nothing*"])
-    # the window: the last 10 % of the shortest run's iterations (96 env steps each)
-    w = reproduce.final_window({"a": {"algo": "maac", "total_env_steps": 96 * 40}}, 0.1)
-    assert w == "last:4"
+    from trustmarl.analysis.tables import parse_window
+    assert str(parse_window(reproduce.EXPERIMENTS["li2023-table10"].table["window"])) == "tail:0.1"
+    with pytest.raises(ValueError, match="tail:F"):
+        parse_window("tail:1.5")
 
 
 def test_table10_table_from_runs(tmp_path, monkeypatch):
-    """The table: mean ± std over seeds of each seed's mean return over its last K iterations."""
+    """The table: mean ± std over seeds of each seed's mean return over the episodes that ended in its last 10 %
+    of iterations (iterations without an episode end log NaN and still count as iterations)."""
     import csv
 
     from trustmarl import runtime as run
@@ -227,14 +229,14 @@ def test_table10_table_from_runs(tmp_path, monkeypatch):
             w = csv.writer(fh)
             w.writerow(["seed", "update", "env_steps", "return_mean"])
             for s in range(config.num_seeds):
-                for u in range(40):  # return u + 2s + bump: the last 4 updates average 37.5 + 2s + bump
-                    w.writerow([s, u, (u + 1) * 96, u + 2 * s + bump])
+                for u in range(40):  # return u + 2s + bump at even u: updates 36..39 average 37 + 2s + bump
+                    w.writerow([s, u, (u + 1) * 96, u + 2 * s + bump if u % 2 == 0 else "nan"])
         return {"final_return": 0.0, "final_win_rate": float("nan"), "env_steps_per_s": 1.0}
 
     monkeypatch.setattr(run, "train", fake_train)
     md = reproduce.reproduce("li2023-table10", tmp_path, seeds=2, only=["maddpg_spread2", "mamt_spread2"],
                              overrides={"total_env_steps": 96 * 40})
     text = md.read_text()
-    assert md.name == "li2023-table10.md" and "last:4 updates" in text
-    # seeds score 37.5 and 39.5: mean 38.5, population std 1.0
-    assert "| maddpg | 38.50 ± 1.00 |" in text and "| mamt | **48.50 ± 1.00** |" in text
+    assert md.name == "li2023-table10.md" and "tail:0.1 updates" in text
+    # seeds score 37 and 39: mean 38, population std 1.0
+    assert "| maddpg | 38.00 ± 1.00 |" in text and "| mamt | **48.00 ± 1.00** |" in text

@@ -448,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "updates (--window last:K). Markdown on stdout, --csv FILE for a CSV.")
     tb.add_argument("runs", nargs="+", help="run folders, or folders searched for them (a sweep folder)")
     tb.add_argument("--metric", default="return", help="return (return_mean), win (win_rate), or a metrics.csv column")
-    tb.add_argument("--window", default="last:10", help="last:K updates per seed, final (last:1) or all")
+    tb.add_argument("--window", default="last:10", help="last:K updates per seed, tail:F (the last fraction F "
+                    "of a seed's updates), final (last:1) or all")
     tb.add_argument("--by", default=None, help="comma-separated config keys to group by (default: all that differ)")
     tb.add_argument("--columns", default=None, help="a config key whose values become columns (e.g. task, env)")
     tb.add_argument("--csv", default=None, help="also write the table as CSV to this file")

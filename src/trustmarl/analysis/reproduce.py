@@ -30,7 +30,8 @@ sharing as the paper runs SMAC (§5), win rate and return per map.
 Multi-Walker (3, PettingZoo ``multiwalker_v9`` on the host path), Rover-Tower (8) and Pursuit (8), each with
 its own defaults (Table 3's settings: 12 envs, ~100 transitions and 4 gradient steps of batch 1024 per
 iteration, buffer 10⁶, Adam 1e-3). It writes a table instead of a figure: per algorithm and env the mean ±
-std over seeds of the training return (``return_mean``) in the last 10 % of iterations (Table 10 averages the
+std over seeds of the training return (``return_mean``) in the last 10 % of iterations (window ``tail:0.1``:
+the episodes that ended there; Table 10 averages the
 last 1,000 of 10⁴–5·10⁴ episodes). Budget 1.0 is 50,000 episodes per env (Table 3's "step size from 10,000
 to 50,000", read as episodes) of the env's episode length. Host-path envs run one seed per process, so
 ``seeds`` becomes that many runs with ``seed = 0 .. seeds-1``; JAX envs vmap ``num_seeds`` seeds in one run.
@@ -172,7 +173,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                _zhang_smax, "ippo-vs-mappo"),
     Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT on Spread-2, Multi-Walker-3, Rover-Tower-8, Pursuit-8 "
                "(Li et al. Table 10), mean ± std over seeds of the final training return", _li_table10, "",
-               base=OFF_POLICY_BASE, table={"by": ("algo", "env"), "columns": "env", "final_fraction": 0.1}),
+               base=OFF_POLICY_BASE, table={"by": ("algo", "env"), "columns": "env", "window": "tail:0.1"}),
 )}
 
 
@@ -253,7 +254,7 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
         print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
     if exp.table is not None:
-        out = _write_table(exp, dirs, configs, root / f"{name}.md")
+        out = _write_table(exp, dirs, root / f"{name}.md")
     else:
         out = figures.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
     (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
@@ -261,20 +262,10 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
     return Path(out)
 
 
-def final_window(configs: dict[str, dict], fraction: float) -> str:
-    """``last:K`` with ``K`` = ``fraction`` of the iterations of the shortest run (at least 1): one window
-    for every cell of the table, inside every run's final ``fraction``."""
-    from trustmarl.config import Config
-    fewest = min(Config.build(c).derived(1).num_updates for c in configs.values())
-    return f"last:{max(1, int(fewest * fraction))}"
-
-
-def _write_table(exp: Experiment, dirs: list, configs: dict[str, dict], path: Path) -> Path:
+def _write_table(exp: Experiment, dirs: list, path: Path) -> Path:
     """The experiment's Markdown table (:func:`trustmarl.analysis.tables.make_table`) to ``path``, printed too."""
     from trustmarl.analysis.tables import make_table
-    kw = dict(exp.table)
-    window = final_window(configs, kw.pop("final_fraction"))
-    table = make_table(dirs, window=window, **kw)
+    table = make_table(dirs, **exp.table)
     text = f"# {exp.doc}\n\n{table.markdown()}"
     path.write_text(text)
     print(text)

@@ -5,7 +5,9 @@
 one row per configuration, as Markdown (and ``--csv FILE``):
 
 * **Score of one seed.** ``window`` picks the updates: ``last:K`` is the mean of the metric over the seed's
-  last K updates that logged a finite value (``final`` = ``last:1``, ``all`` = every update). Every seed of
+  last K updates that logged a finite value (``final`` = ``last:1``, ``all`` = every update); ``tail:F`` is
+  the mean over the finite values logged in the last fraction ``F`` of the seed's updates (e.g. ``tail:0.1``,
+  the last 10 % of training, whichever updates ended an episode). Every seed of
   every run folder is one sample (the run loop vmaps ``num_seeds`` seeds inside one run and writes a row per
   seed and update; run folders that differ only in ``seed`` are pooled).
 * **Groups.** By default everything in ``config.json`` that differs between the runs except the seed,
@@ -72,20 +74,29 @@ def metric_column(metric: str) -> str:
 
 @dataclass(frozen=True)
 class Window:
-    """Which updates of a seed make its score: the last ``k`` with a finite value (``k=None``: all)."""
+    """Which updates of a seed make its score: the last ``k`` with a finite value (``k=None``: all), or
+    (``fraction``) the finite ones among the last ``fraction`` of all its updates."""
 
     k: int | None
+    fraction: float | None = None
 
     def __str__(self) -> str:
+        if self.fraction is not None:
+            return f"tail:{self.fraction:g}"
         return "all" if self.k is None else f"last:{self.k}"
 
-    def select(self, values: np.ndarray) -> np.ndarray:
-        """``values`` (finite, ordered by update) in the window."""
+    def select(self, values: np.ndarray, updates: np.ndarray | None = None,
+               span: tuple[float, float] | None = None) -> np.ndarray:
+        """``values`` (finite, ordered by update) in the window; ``tail:F`` also needs their ``updates`` and the
+        seed's first and last update ``span`` (finite or not): it keeps ``update > last − F·(last − first + 1)``."""
+        if self.fraction is not None:
+            first, last = span
+            return values[updates > last - self.fraction * (last - first + 1)]
         return values if self.k is None else values[-self.k:]
 
 
 def parse_window(text: str | Window) -> Window:
-    """``last:K`` (K ≥ 1), ``final`` (= ``last:1``) or ``all``; ValueError otherwise."""
+    """``last:K`` (K ≥ 1), ``tail:F`` (0 < F ≤ 1), ``final`` (= ``last:1``) or ``all``; ValueError otherwise."""
     if isinstance(text, Window):
         return text
     word = str(text).strip().lower()
@@ -94,6 +105,13 @@ def parse_window(text: str | Window) -> Window:
     if word == "final":
         return Window(1)
     kind, sep, num = word.partition(":")
+    if kind == "tail" and sep:
+        try:
+            f = float(num)
+        except ValueError:
+            f = 0.0
+        if 0 < f <= 1:
+            return Window(None, f)
     if kind == "last" and sep:
         try:
             k = int(num)
@@ -101,7 +119,7 @@ def parse_window(text: str | Window) -> Window:
             k = 0
         if k >= 1:
             return Window(k)
-    raise ValueError(f"window {text!r} is not last:K (K >= 1), final or all")
+    raise ValueError(f"window {text!r} is not last:K (K >= 1), tail:F (0 < F <= 1), final or all")
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,10 +181,14 @@ def seed_scores(run: Run, metric: str, window: str | Window = "last:10") -> np.n
     seed's updates in ``window``. A seed with no finite value of the metric has no score."""
     col, win = metric_column(metric), parse_window(window)
     run.column("metrics", col)  # a one-line PlotInputError when the column is missing
+    updates = run.column("metrics", "update")
+    span = (float(np.nanmin(updates)), float(np.nanmax(updates))) if np.isfinite(updates).any() else (0.0, 0.0)
     scores = []
-    for _, y in _xy(run, "metrics", "update", col):
+    for x, y in _xy(run, "metrics", "update", col):
         if len(y):
-            scores.append(float(win.select(y).mean()))
+            chosen = win.select(y, x, span)
+            if len(chosen):
+                scores.append(float(chosen.mean()))
     return np.asarray(scores, dtype=float)
 
 

@@ -33,17 +33,24 @@ does not give, so PPO's ratio ``Sr(θ)`` is undefined as written. trustmarl's re
    ``num_batches``: agents deeper than the cap share the last batch (only their mutual order is lost), and
    levels the DAG does not reach are empty groups that the machinery skips.
 6. **Reward and training, eqs. 6–8.** One decision per update (``T = rollout_length``): the decision taken
-   on rollout ``k`` sets the batches of update ``k``, whose policy collects rollout ``k+1``; its reward is that
+   on rollout ``k`` sets the batches of update ``k``, whose policy collects rollout ``k+1`` (with
+   ``preceding_actions``: the batches rollout ``k+1`` is sampled with and update ``k+1`` uses); its reward is that
    rollout's ``r_{t:t+T} = Σ_{l<T} γ^l r̄_{t+l}`` (``r̄`` the mean reward over agents, averaged over all envs;
    the window spans episode boundaries, the upper layer's "episode" being training itself). At update
    ``k+1`` the transition ``(s_k, σ_k, r, s_{k+1})`` is complete and the upper layer takes ``update_epochs``
-   PPO steps on it: ``Â^dag = r_{t:t+T} + γ^T V^dag(s_{t+T}) − V^dag(s_t)`` (eqs. 6–7 with ``h = 0``: one
-   transition per update is all there is, and ``γ^T`` because the next decision is ``T`` steps later),
+   PPO steps on it: ``Â^dag = r_{t:t+T} − V^dag(s_t)`` (eqs. 6–7 with ``h = 0``: one transition per update is
+   all there is; eq. 7's bootstrap term is dropped, see below),
    ``L(θ) = −min(Sr Â, clip(Sr, 1 ± ε) Â) + c_1 KL̂(π_old‖π_θ)`` with the sampled-action estimate
    ``KL̂ = (Sr − 1) − log Sr`` (``c_1 = dag_kl_coef``), and the DAG critic regresses on ``r_{t:t+T}`` as
    eq. 8 states (without bootstrapping), in normalised units: it predicts ``(r − μ)/σ`` with ``μ, σ`` running
-   statistics of the returns (``DAG_VALUE_NORM_BETA``), denormalised for ``Â^dag``. The DAG critic encodes every agent's observations (MLP + GRU),
-   averages over agents and envs and maps to a value; it does not see the env's global state.
+   statistics of the returns (``DAG_VALUE_NORM_BETA``), denormalised for ``Â^dag``. Eqs. 7 and 8 do not fit
+   together: eq. 8's critic estimates the return of the next ``T`` steps only, and eq. 7's
+   ``δ = r_{t:t+T} + γV(s_{t+T}) − V(s_t)`` then has mean ``≈ γV``, not 0 (on MPE spread, returns ≈ −17 per
+   window: ``Â^dag`` ≈ −13.5 on every update, which lowers the probability of whatever ordering was drawn).
+   trustmarl keeps eq. 8 and uses the advantage consistent with it, ``Â^dag = r_{t:t+T} − V^dag(s_t)``: each
+   decision is judged by the window its batches were in force for. The DAG critic encodes every agent's
+   observations (MLP + GRU), averages over agents and envs and maps to a value; it does not see the env's
+   global state.
    The previous rollout's encoded-envs observations are kept in :class:`DagState` for the ratio.
 
 Lower layer
@@ -396,7 +403,6 @@ def dag_order(p, d: DagPieces, inner: Callable):
     gen = DagGenerator(d.hidden, o.dag_threshold)
     critic = DagCritic(d.hidden)
     opt = AgentOptimiser(d.actor_opt.tx, False, d.actor_opt.lr)
-    gamma_T = o.gamma ** d.rollout_length
     everyone = jnp.ones((p.num_agents,), bool)
 
     def upper_update(st: DagState, x, resets, reward, updates):
@@ -408,8 +414,9 @@ def dag_order(p, d: DagPieces, inner: Callable):
         # from the return's scale for the whole of a 150-update run and its bias was the advantage
         norm = L.value_norm_update(st.critic_norm, ret, DAG_VALUE_NORM_BETA)
         v_prev = L.denormalize(norm, critic.apply(st.critic_params, st.prev_in, st.prev_reset))
-        v_now = L.denormalize(norm, critic.apply(st.critic_params, x, resets))
-        adv = jax.lax.stop_gradient(ret + gamma_T * v_now - v_prev)
+        # eq. 8's V^dag is the value of the next T steps (no bootstrap), so the advantage that matches it is
+        # r_{t:t+T} − V^dag(s_t); eq. 7's extra γV^dag(s_{t+T}) would have mean ≈ γV, not 0 (see the docstring)
+        adv = jax.lax.stop_gradient(ret - v_prev)
         target = L.normalize(norm, ret)
 
         def gen_loss(params):

@@ -4,7 +4,11 @@
 (seams, update-order seam, trainer protocol, one run loop). The JAX cases must match exactly: every metric
 of every update and every final parameter, bit for bit on the CPU. The host-path case was re-recorded
 when the host loop switched to the trainer's one policy step (inverse-CDF sampling with pre-drawn noise
-instead of distrax's sampler; see the commit that did it), and must match that recording exactly.
+instead of distrax's sampler; see the commit that did it), and must match that recording exactly. The
+cases with an input LayerNorm (MAPPO-GRU, JR-PPO, host MAPPO) were re-recorded when the LayerNorm→Dense
+backward contracted a 2-D view of its input (a reordered float32 sum: parameters moved by at most
+1.2e-7, metrics by 6.5e-6 relative or, for KL/TV estimates and losses near 0, 1.5e-8 absolute; the
+commit that did it lists the differences); IPPO's still dates from 8ee4639.
 """
 import os
 

@@ -1,4 +1,6 @@
 """The fused LayerNorm→Dense op against flax's own LayerNorm and Dense, values and every gradient."""
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -57,6 +59,32 @@ def test_layer_norm_dense_module_params():
     p = m.init(jax.random.PRNGKey(0), jnp.zeros((2, 6)))["params"]
     assert {k: v.shape for k, v in p.items()} == {"scale": (6,), "bias": (6,), "kernel": (6, 4),
                                                    "dense_bias": (4,)}
+
+
+def _entry_arrays(hlo_text: str):
+    """(dims, minor-to-major layout) of every array the compiled program's entry computation writes."""
+    entry = hlo_text[hlo_text.index("\nENTRY"):]
+    for m in re.finditer(r"\n\s*(?:ROOT )?%\S+ = \w+\[([\d,]*)\]\{([\d,]*)[^}]*\} (\w[\w-]*)\(", entry):
+        if m.group(1) and m.group(3) not in ("parameter", "bitcast"):
+            yield [int(d) for d in m.group(1).split(",")], [int(d) for d in m.group(2).split(",")]
+
+
+@pytest.mark.parametrize("lead", [(1, 96), (3, 32)])
+def test_layer_norm_dense_gradient_reads_the_input_in_place(lead):
+    """The parameter gradient's one wide product, xᵀ(ρg), contracts the rows of a 2-D view of x. With the
+    rows spread over two axes ([T, B, D], as the trainer passes a minibatch) XLA's CPU backend turned that
+    product into a copy of x transposed to [D, T·B] on every call: at Spread N = 100 (51,200 rows × 700) that
+    copy, for the actor's and the critic's input in every minibatch, was about a quarter of MAPPO's update.
+    Guard: no array of x's size that the compiled gradient writes has D as anything but its minor axis."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the guarded layout choice is the CPU backend's")
+    D = 40
+    x = jnp.ones(lead + (D,))
+    params = (jnp.ones(D), jnp.zeros(D), jnp.ones((D, 8)), jnp.zeros(8))
+    grad = jax.jit(jax.grad(lambda p, x: layer_norm_dense(x, *p).sum()))
+    arrays = [(dims, layout) for dims, layout in _entry_arrays(grad.lower(params, x).compile().as_text())
+              if int(np.prod(dims)) == x.size]
+    assert all(dims[layout[0]] == D for dims, layout in arrays), arrays
 
 
 # ----------------------------------------------------------------------------- precision=bf16 (opt-in)

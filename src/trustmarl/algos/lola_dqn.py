@@ -41,7 +41,8 @@ What the paper leaves open, and the choice made (LOLA code is not linked in Li e
 * target networks: Polyak ``τ = 0.01`` for the Q-networks and the critic (the family's update); plain DQN
   targets (no double or dueling variant);
 * Table 7's "regularization L2, coefficient 1.0": read as in the rest of the family (Table 4's same entry):
-  critic weight decay ``critic_l2`` = 1e-3 on ``Q^c``; no penalty on the Q-networks (``policy_reg`` = 0);
+  critic weight decay ``critic_l2`` = 1e-3 on ``Q^c``; no penalty on the Q-networks (their loss does not read
+  ``policy_reg``);
 * Table 7's "clip grad 10 · number of agents": 20 for Spread-2 on the Q-networks (``max_grad_norm``) and the
   critic's default ``10·n``; Adam 1e-3, ε 1e-7, γ 0.99, 12 envs, batch 1024, 4 gradient steps per iteration;
 * networks: 2×64 ReLU (the paper's Fig. 11 covers MAMT only); per-agent parameters (LOLA needs ``θ_i`` apart);
@@ -195,5 +196,5 @@ LOLA_DQN = Algorithm(
     reference="Foerster et al. 2018 (LOLA) §3.2; Li et al. (MAMT paper) Table 7, Table 10",
     config_defaults={"lr": 1e-3, "anneal_lr": False, "adam_eps": 1e-7, "gamma": 0.99, "num_envs": 12,
                      "hidden": (64, 64), "activation": "relu", "share_params": False, "tau": 0.01,
-                     "max_grad_norm": 20.0, "policy_reg": 0.0},
+                     "max_grad_norm": 20.0},
 )

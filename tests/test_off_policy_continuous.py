@@ -144,10 +144,15 @@ def test_mamd_continuous_reduces_to_maac():
     moved = [np.abs(np.asarray(x - y)).max() for x, y in zip(jax.tree.leaves(md(jnp.ones(2))),
                                                               jax.tree.leaves(g_maac))]
     assert max(moved) > 1e-6  # with a finite δ the KL term pulls toward the old copy
-    # MAMT-PPO is discrete-only: refused when the learner is built
-    t_ppo = make_train(Config.build({"algo": "mamd", **TINY, "policy_update": "ppo"}))
-    with pytest.raises(ConfigError, match="policy_update=ppo"):
-        t_ppo.init_learner(jax.random.PRNGKey(0))
+    # MAMT-PPO is discrete-only: MAMD's and MAMT's learner states refuse it (one line) before any network exists
+    from types import SimpleNamespace
+
+    from trustmarl.algos.mamd import init_mirror
+    from trustmarl.algos.mamt import init_mamt
+    ppo = SimpleNamespace(config=t.config.replace(policy_update="ppo"), head=t.head, num_agents=2, env=t.env)
+    for init in (init_mirror, init_mamt):
+        with pytest.raises(ConfigError, match="policy_update=ppo .* continuous actions"):
+            init(ppo, jax.random.PRNGKey(0), learner.actor_params)
 
 
 def test_mamt_continuous_runs_within_its_budget():

@@ -196,20 +196,42 @@ def test_maddpg_multiwalker_host_path(tmp_path):
 def test_table10_plan():
     from trustmarl.analysis import reproduce
     plan = reproduce.plan("li2023-table10", budget=0.001, seeds=3)
-    algos = {"maac", "maddpg", "mamd", "mamt"}
+    algos = {"maac", "maddpg", "mamd", "mamt", "ma_ppo", "lola_dqn"}
     assert {c["algo"] for c in plan.values()} == algos
     assert {c["env"] for c in plan.values()} == {"spread", "pz_multiwalker", "rover_tower", "pursuit"}
     # JAX envs vmap the seeds in one run; the host path gets one run per seed
     spread = plan["mamt_spread2"]
     assert spread["num_seeds"] == 3 and spread["num_agents"] == 2 and spread["total_env_steps"] == 1250
     mw = [c for c in plan.values() if c["env"] == "pz_multiwalker"]
-    assert len(mw) == 12 and {c["seed"] for c in mw} == {0, 1, 2} and {c["num_seeds"] for c in mw} == {1}
+    assert len(mw) == 15 and {c["seed"] for c in mw} == {0, 1, 2} and {c["num_seeds"] for c in mw} == {1}
     assert plan["maddpg_multiwalker3_seed2"]["total_env_steps"] == 25_000  # 50,000 episodes × 500 × 0.001
-    for c in plan.values():
+    # Table 10's other baselines where the paper has them: LOLA on Spread only, MA-PPO on all four tasks
+    assert sorted(k for k in plan if k.startswith("lola_dqn")) == ["lola_dqn_spread2"]
+    assert sorted(k for k in plan if k.startswith("ma_ppo")) == [
+        "ma_ppo_multiwalker3_seed0", "ma_ppo_multiwalker3_seed1", "ma_ppo_multiwalker3_seed2",
+        "ma_ppo_pursuit8", "ma_ppo_rovertower8", "ma_ppo_spread2"]
+    for name, c in plan.items():
         built = Config.build(c)
-        assert built.lr == 1e-3 and built.num_envs == 12 and built.batch_size == 1024  # Table 3 (defaults)
+        assert built.lr == 1e-3 and built.num_envs == 12  # Tables 3, 6 and 7 (each algorithm's defaults)
+        if c["algo"] == "ma_ppo":  # Table 6: an on-policy run with the attention critic, 12 × 342 steps
+            assert built.rollout_length == 342 and built.critic_input == "attention" and built.huber_delta == 10.0
+        else:
+            assert built.batch_size == 1024  # Tables 3 and 7
+    # 1,250 steps at budget 0.001 are less than one MA-PPO update: one update of 12 × 342 = 4,104 steps
+    assert plan["ma_ppo_spread2"]["total_env_steps"] == 4104 and plan["lola_dqn_spread2"]["total_env_steps"] == 1250
     only = reproduce.plan("li2023-table10", seeds=2, only=["*_spread2", "mamt_rover*"])
-    assert sorted(only) == ["maac_spread2", "maddpg_spread2", "mamd_spread2", "mamt_rovertower8", "mamt_spread2"]
+    assert sorted(only) == ["lola_dqn_spread2", "ma_ppo_spread2", "maac_spread2", "maddpg_spread2", "mamd_spread2",
+                            "mamt_rovertower8", "mamt_spread2"]
+    # --set keys reach the runs whose family reads them; a key no run reads is refused
+    mixed = reproduce.plan("li2023-table10", seeds=1, only=["maac_spread2", "ma_ppo_spread2"],
+                           overrides={"collect_steps": 4, "rollout_length": 64, "hidden": (64, 64)})
+    assert mixed["maac_spread2"]["collect_steps"] == 4 and "rollout_length" not in mixed["maac_spread2"]
+    assert mixed["ma_ppo_spread2"]["rollout_length"] == 64 and "collect_steps" not in mixed["ma_ppo_spread2"]
+    assert mixed["maac_spread2"]["hidden"] == mixed["ma_ppo_spread2"]["hidden"] == (64, 64)
+    with pytest.raises(ValueError, match="rollout_length: read by no run"):
+        reproduce.plan("li2023-table10", only=["maac_spread2"], overrides={"rollout_length": 64})
+    with pytest.raises(ValueError, match="did you mean collect_steps"):  # a misspelt key keeps its hint
+        reproduce.plan("li2023-table10", only=["maac_spread2"], overrides={"colect_steps": 4})
     with pytest.raises(ValueError, match="matches no run"):
         reproduce.plan("li2023-table10", only=["nothing*"])
     from trustmarl.analysis.tables import parse_window

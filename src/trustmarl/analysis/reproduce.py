@@ -35,6 +35,9 @@ the episodes that ended there; Table 10 averages the
 last 1,000 of 10⁴–5·10⁴ episodes). Budget 1.0 is 50,000 episodes per env (Table 3's "step size from 10,000
 to 50,000", read as episodes) of the env's episode length. Host-path envs run one seed per process, so
 ``seeds`` becomes that many runs with ``seed = 0 .. seeds-1``; JAX envs vmap ``num_seeds`` seeds in one run.
+Table 10's other baselines are in the plan where the paper has them: MA-PPO (``ma_ppo``, on-policy, Table 6's
+defaults) on all four tasks and LOLA with DQN (``lola_dqn``, Table 7) on Spread only. ``--set`` keys reach the
+runs whose algorithm reads them (an off-policy ``collect_steps`` skips the MA-PPO runs).
 """
 from __future__ import annotations
 
@@ -142,11 +145,20 @@ LI_TASKS = {"spread2": (dict(env="spread", num_agents=2), 25),
             "rovertower8": (dict(env="rover_tower"), 25),
             "pursuit8": (dict(env="pursuit"), 500)}
 LI_FULL_EPISODES = 50_000
+# Table 10's other baselines: MA-PPO on all four tasks, LOLA (+DQN) on Spread only ("LOLA is only compared in
+# the Spread environment due to the poor scalability", §5). Each run starts from its own algorithm's defaults
+# (Table 6 for ma_ppo, an on-policy run; Table 7 for lola_dqn), since the experiment's base keys are family-free.
+LI_BASELINES = {"ma_ppo": tuple(LI_TASKS), "lola_dqn": ("spread2",)}
 
 
 def _li_table10():
-    return {f"{a}_{task}": dict(algo=a, total_env_steps=LI_FULL_EPISODES * length, **keys)
+    runs = {f"{a}_{task}": dict(algo=a, total_env_steps=LI_FULL_EPISODES * length, **keys)
             for task, (keys, length) in LI_TASKS.items() for a in LI_ALGOS}
+    for a, tasks in LI_BASELINES.items():
+        for task in tasks:
+            keys, length = LI_TASKS[task]
+            runs[f"{a}_{task}"] = dict(algo=a, total_env_steps=LI_FULL_EPISODES * length, **keys)
+    return runs
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -171,8 +183,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "joint-vs-independent", {"rows": ("win_rate",)}, shares="sun2022-fig9"),
     Experiment("zhang2024-smax", "MAPPO, HAPPO, A2PO and B2MAPO on hard SMAX maps (Zhang et al. 2024, Fig. 4)",
                _zhang_smax, "ippo-vs-mappo"),
-    Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT on Spread-2, Multi-Walker-3, Rover-Tower-8, Pursuit-8 "
-               "(Li et al. Table 10), mean ± std over seeds of the final training return", _li_table10, "",
+    Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT and MA-PPO on Spread-2, Multi-Walker-3, Rover-Tower-8, "
+               "Pursuit-8, LOLA-DQN on Spread-2 (Li et al. Table 10), mean ± std over seeds of the final training "
+               "return", _li_table10, "",
                base=OFF_POLICY_BASE, table={"by": ("algo", "env"), "columns": "env", "window": "tail:0.1"}),
 )}
 
@@ -203,8 +216,9 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
             raise ValueError(f"only={' '.join(only)} matches no run of {name}; allowed: {', '.join(exp.runs())}")
     out = {}
     base = BASE if exp.base is None else exp.base
+    per_run = _overrides_by_run(runs, overrides or {})
     for run_name, cfg in runs.items():
-        cfg = {**base, **cfg, "num_seeds": seeds, **(overrides or {})}
+        cfg = {**base, **cfg, "num_seeds": seeds, **per_run[run_name]}
         if exp.scaled and "total_env_steps" not in (overrides or {}):
             per_update = _steps_per_update(cfg)
             cfg["total_env_steps"] = max(per_update, int(cfg["total_env_steps"] * budget))
@@ -216,6 +230,24 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
             continue
         out[run_name] = cfg
     return out
+
+
+def _overrides_by_run(runs: dict[str, dict], overrides: dict) -> dict[str, dict]:
+    """Per run, the ``overrides`` its algorithm reads: an experiment mixing families (li2023-table10's on-policy
+    MA-PPO beside off-policy runs) takes one ``--set`` line whose family keys (``collect_steps``,
+    ``rollout_length``) reach only the runs that read them; a key no run of the plan reads is an error. A key
+    that is no config key at all goes to every run, so that :meth:`Config.build` names it (with its near match)."""
+    from trustmarl.config import Config
+    default_algo = Config._field("algo").default
+    read = {name: {f.name for f in Config.keys_for(overrides.get("algo", cfg.get("algo", default_algo)))}
+            for name, cfg in runs.items()}
+    known = {f.name for f in Config.keys_for()}
+    read = {name: keys | (set(overrides) - known) for name, keys in read.items()}
+    unread = [k for k in overrides if not any(k in keys for keys in read.values())]
+    if unread:
+        raise ValueError(f"--set {', '.join(unread)}: read by no run of this plan (algorithms "
+                         f"{', '.join(sorted({c.get('algo', '') for c in runs.values()}))})")
+    return {name: {k: v for k, v in overrides.items() if k in read[name]} for name in runs}
 
 
 def _steps_per_update(cfg: dict) -> int:

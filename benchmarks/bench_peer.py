@@ -10,7 +10,10 @@ final return (and win rate on SMAX) of both, trustmarl's throughput over the ran
 the cost of the trust-region measurements (a second trustmarl run with them off).
 
 Both trainers run the same algorithm: ``bootstrap_truncation=False`` because the peer ends the return at
-every episode end, time limits included (trustmarl's default bootstraps there). Returns are put on the
+every episode end, time limits included (trustmarl's default bootstraps there). The mappo_smax case also sets
+the switches of docs/results.md's parity section to the peer's choices (use_active_masks, adv_norm_scope,
+post_gru_gain, minibatch_over); ippo_mpe keeps trustmarl's per-rollout advantage normalisation and env-step
+minibatches, where the peer normalises per minibatch and shuffles (agent, env-step) entries. Returns are put on the
 peer's scale: JaxMARL's MPELogWrapper multiplies MPE rewards by the number of agents
 (the team sum), trustmarl logs the team mean, so trustmarl's MPE return is multiplied by N here.
 
@@ -54,7 +57,15 @@ CASES = {
                      vf_coef=0.5, max_grad_norm=0.25, activation="relu", anneal_lr=True, network="gru",
                      hidden=(128,), value_clip=True, huber_delta=0.0, value_norm=False, adv_norm=True,
                      agent_id=False, layer_norm_input=False, share_params=True, global_state="env",
-                     bootstrap_truncation=False),
+                     bootstrap_truncation=False,
+                     # the peer's choices where trustmarl's defaults differ (docs/results.md, parity section):
+                     # no dead-agent masking, advantages normalised per minibatch, orthogonal gain 2 after the
+                     # GRU, minibatches over (agent, env) sequences
+                     use_active_masks=False, adv_norm_scope="minibatch", post_gru_gain=2.0,
+                     minibatch_over="agents",
+                     # minibatch_over=agents allows only the exact end-of-epoch measurement (the in-loss one
+                     # would pair agents of different envs); the peer measures nothing, see --no-measure-off
+                     measure_at="epoch_end"),
         "ceiling": ("HeuristicEnemySMAX", "128", "2s3z"),
         "steps_arg": "smax_steps",
     },

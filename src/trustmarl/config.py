@@ -138,6 +138,16 @@ class Config:
     huber_delta: float = _f(0.0, "Huber loss threshold for the value loss; 0 gives the squared error", low=0, section="on_policy")
     adv_norm: bool = _f(True, "normalise advantages to mean 0, std 1 over the active entries of the whole rollout "
                         "(once per update, before the minibatches)", section="on_policy")
+    adv_norm_scope: str = _f("rollout", "with adv_norm: rollout (once per update over the whole rollout's active "
+                             "entries) or minibatch (in each minibatch's actor loss over its own entries, as "
+                             "JaxMARL's mappo_rnn_smax does); minibatch needs update_order=simultaneous",
+                             choices=("rollout", "minibatch"), section="on_policy")
+    minibatch_over: str = _f("envs", "what a minibatch shuffles: envs (an env's agents stay in one minibatch) or "
+                             "agents (each agent's env sequences, or env-steps for FF, shuffled on their own, so one "
+                             "env's agents spread over minibatches; each minibatch holds the same count per agent; "
+                             "JaxMARL's shuffle over actors); agents needs ratio=independent, "
+                             "update_order=simultaneous and no in-loss joint measurement",
+                             choices=("envs", "agents"), section="on_policy")
     use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics", section="on_policy")
     bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)", section="on_policy")
     # --- off-policy family (MADDPG, MAAC, MAMD, MAMT; Li et al. Table 3) ---------------------------------------
@@ -203,6 +213,9 @@ class Config:
     layer_norm_input: bool = _f(False, "LayerNorm on network inputs (MAPPO feature normalisation)")
     share_params: bool = _f(True, "one parameter set for all agents (else one per agent, vmapped)")
     agent_id: bool = _f(False, "append the agent's one-hot id to its observation")
+    post_gru_gain: float = _f(math.sqrt(2), "network=gru: gain of the orthogonal initialiser of the dense layer after "
+                              "the GRU, actor and critic (sqrt(2), the PPO convention; JaxMARL's mappo_rnn_smax "
+                              "uses 2)", low=0, low_open=True, section="on_policy")
     precision: str = _f("float32", "matrix products of the networks: float32, or bf16 (bfloat16 operands, float32 "
                         "accumulation and results; parameters and optimiser state stay float32; networks.py)",
                         choices=("float32", "bf16"), section="on_policy")
@@ -264,6 +277,30 @@ class Config:
             raise ConfigError(f"preceding_actions=True needs batch_partition=dag with update_order=batches (the "
                               f"batches must be known before the rollout), got update_order={self.update_order}, "
                               f"batch_partition={self.batch_partition}; allowed: algo=b2mapo, or preceding_actions=false")
+        if self.minibatch_over == "agents":
+            # one env's agents land in different minibatches, so a loss or measure that combines the agents of
+            # one state (joint ratio, preceding agents' factors, joint TV in the loss pass) would mix envs
+            if self.ratio != "independent":
+                raise ConfigError(f"minibatch_over=agents splits an env's agents across minibatches, which "
+                                  f"ratio={self.ratio!r} needs together; allowed: ratio=independent, or "
+                                  f"minibatch_over=envs")
+            if self.update_order != "simultaneous":
+                raise ConfigError(f"minibatch_over=agents splits an env's agents across minibatches, which "
+                                  f"update_order={self.update_order!r} needs together; allowed: "
+                                  f"update_order=simultaneous, or minibatch_over=envs")
+            if self.measure_trust_region and self.measure_at == "minibatch":
+                raise ConfigError("minibatch_over=agents with measure_at='minibatch' would measure joint TV over "
+                                  "agents of different envs; allowed: measure_at=epoch_end, "
+                                  "measure_trust_region=false, or minibatch_over=envs")
+        if self.adv_norm_scope == "minibatch" and not self.adv_norm:
+            raise ConfigError("adv_norm_scope='minibatch' is not read with adv_norm=false; allowed: adv_norm=true, "
+                              "or adv_norm_scope=rollout")
+        if self.adv_norm_scope == "minibatch" and self.update_order != "simultaneous":
+            raise ConfigError(f"adv_norm_scope='minibatch' is not wired into update_order={self.update_order!r} "
+                              f"(its advantages are re-estimated per group); allowed: adv_norm_scope=rollout")
+        if self.post_gru_gain != math.sqrt(2) and self.network != "gru":
+            raise ConfigError(f"post_gru_gain={self.post_gru_gain!r} is read only with network=gru, got "
+                              f"network={self.network!r}; allowed: network=gru, or leave post_gru_gain unset")
         d = self.derived_batch()
         if d["batch_units"] % self.num_minibatches:
             unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"

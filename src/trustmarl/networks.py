@@ -6,8 +6,8 @@ hidden so that both kinds share one code path. Agent handling lives in :func:`ap
 shared parameters fold agents into the batch (``B = E·A``); per-agent parameters are stacked on a
 leading axis and the module is ``vmap``-ed over agents (HAPPO's default, no sharing).
 
-Initialisation follows the PPO/MAPPO convention: orthogonal, gain √2 in hidden layers, 0.01 for the
-policy head (near-uniform initial policy) and 1 for the value head. The orthogonal matrices come from
+Initialisation follows the PPO/MAPPO convention: orthogonal, gain √2 in hidden layers (the layer after the
+GRU: ``post_gru_gain``, √2 unless set), 0.01 for the policy head (near-uniform initial policy) and 1 for the value head. The orthogonal matrices come from
 :func:`orthogonal`, a QR written in plain JAX operations, never LAPACK: see its docstring for why.
 
 ``precision`` (``Config.precision``): ``"float32"`` (default) computes everything in float32; ``"bf16"`` runs
@@ -373,6 +373,8 @@ class SequenceNet(nn.Module):
     precision: str = "float32"
     entities: int = 0  # > 0: the input is that many entities and the torso is an AttentionTorso
     heads: int = 4
+    # orthogonal gain of the dense layer after the GRU: √2 (PPO convention); JaxMARL's MAPPO-GRU uses 2
+    post_gru_gain: float = float(np.sqrt(2))
 
     def setup(self):
         p = self.precision
@@ -383,7 +385,8 @@ class SequenceNet(nn.Module):
             self.torso = Torso(self.hidden, self.activation, self.layer_norm_input, p)
         if self.recurrent:
             self.gru = ResetGRU(self.hidden[-1], p)
-            self.post = dense(self.hidden[-1], p, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))
+            self.post = dense(self.hidden[-1], p, kernel_init=orthogonal(self.post_gru_gain),
+                              bias_init=constant(0.0))
         self.head = dense(self.out, p, kernel_init=orthogonal(self.head_gain), bias_init=constant(0.0))
 
     def _top(self, h):
@@ -416,11 +419,13 @@ class Actor(nn.Module):
     layer_norm_input: bool = False
     init_log_std: float = -0.5
     precision: str = "float32"
+    post_gru_gain: float = float(np.sqrt(2))
 
     @nn.compact
     def __call__(self, hidden, obs, resets, avail):
         hidden, out = SequenceNet(self.num_actions, self.hidden, self.recurrent, self.activation,
-                                  self.layer_norm_input, 0.01, self.precision)(hidden, obs, resets)
+                                  self.layer_norm_input, 0.01, self.precision,
+                                  post_gru_gain=self.post_gru_gain)(hidden, obs, resets)
         if self.discrete:
             return hidden, jnp.where(avail, out, MASKED_LOGIT)
         log_std = self.param("log_std", constant(self.init_log_std), (self.num_actions,))
@@ -438,13 +443,14 @@ class Critic(nn.Module):
     precision: str = "float32"
     entities: int = 0
     heads: int = 4
+    post_gru_gain: float = float(np.sqrt(2))
 
     @nn.compact
     def __call__(self, hidden, x, resets, final_x=None):
         """Values [T, B]; with ``final_x`` also the values of the final (pre-reset) states, see SequenceNet."""
         hidden, out = SequenceNet(1, self.hidden, self.recurrent, self.activation,
                                   self.layer_norm_input, 1.0, self.precision, self.entities,
-                                  self.heads)(hidden, x, resets, final_x)
+                                  self.heads, self.post_gru_gain)(hidden, x, resets, final_x)
         return hidden, jax.tree.map(lambda v: v[..., 0], out)
 
 
@@ -477,13 +483,14 @@ def init_agents(nets: AgentNets, rng: jax.Array, *example_inputs) -> Any:
 
 
 def apply_agents(nets: AgentNets, params, hidden, x, resets, *extra):
-    """Apply over agents. ``hidden`` [E, A, H]; ``x`` [T, E, A, D]; ``resets`` [T, E]; ``extra`` [T, E, A, ...]
+    """Apply over agents. ``hidden`` [E, A, H]; ``x`` [T, E, A, D]; ``resets`` [T, E] or [T, E, A]; ``extra`` [T, E, A, ...]
     or None.
 
     Returns ``(hidden [E, A, H], out [T, E, A, ...])`` (``out`` may be a tuple of such arrays).
     """
     T, E, A = x.shape[:3]
-    resets_a = jnp.broadcast_to(resets[:, :, None], (T, E, A))
+    # [T, E] per env; [T, E, A] when a minibatch holds different envs per agent (minibatch_over=agents)
+    resets_a = resets if resets.ndim == 3 else jnp.broadcast_to(resets[:, :, None], (T, E, A))
     if nets.shared:
         flat = lambda z: None if z is None else z.reshape((T, E * A) + z.shape[3:])
         h, out = nets.module.apply(params, hidden.reshape(E * A, -1), flat(x), flat(resets_a),

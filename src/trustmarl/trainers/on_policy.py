@@ -196,7 +196,7 @@ class OnPolicyTrainer:
         self.critic_in_dim = critic_input_dim(c.critic_input, spec.obs_dim, spec.state_dim, A, c.agent_id)
         actor = Actor(num_actions=spec.num_actions, discrete=spec.discrete, hidden=c.hidden,
                       recurrent=self.recurrent, activation=c.activation, layer_norm_input=c.layer_norm_input,
-                      precision=c.precision)
+                      precision=c.precision, post_gru_gain=c.post_gru_gain)
         entities = 0
         if c.critic_input == "attention":  # MA-PPO's attention critic over every agent's observation
             entities = A
@@ -208,7 +208,7 @@ class OnPolicyTrainer:
                                   f"critic_input=attention: float32")
         critic = Critic(hidden=c.hidden, recurrent=self.recurrent, activation=c.activation,
                         layer_norm_input=c.layer_norm_input, precision=c.precision, entities=entities,
-                        heads=c.attention_heads)
+                        heads=c.attention_heads, post_gru_gain=c.post_gru_gain)
         self.actor = AgentNets(actor, c.share_params, A, self.hidden_size)
         self.shift_net = AgentNets(PrecedingActionShift(self.own_in_dim, spec.num_actions, c.hidden[-1]),
                                    c.share_params, A, self.hidden_size)
@@ -465,7 +465,12 @@ class OnPolicyTrainer:
         opt_mask = mask if agents is None else mask & agents
         low, high = (self.clip_low, self.clip_high) if bounds is None else bounds
         factor = jnp.ones_like(b.adv) if b.factor is None else b.factor
-        pg_loss, clipped = self.objective(ObjectiveInputs(logp, b.logp, b.adv, b.adv_joint, opt_mask, factor,
+        adv, adv_joint = b.adv, b.adv_joint
+        if c.adv_norm and c.adv_norm_scope == "minibatch":
+            # JaxMARL's choice: (A − mean)/(std + 1e-8) over this minibatch's (masked) entries, not the rollout's
+            adv = L.normalize_advantages(adv, mask)
+            adv_joint = None if adv_joint is None else team_advantage(adv, mask)
+        pg_loss, clipped = self.objective(ObjectiveInputs(logp, b.logp, adv, adv_joint, opt_mask, factor,
                                                           low, high, b.inner, mask))
         ent = masked_share(entropy, opt_mask, mask)
         loss = pg_loss - c.ent_coef * ent
@@ -545,16 +550,25 @@ class OnPolicyTrainer:
     def make_batch(self, traj: Transition, values, targets, adv, runner_start: RunnerState) -> Batch:
         c = self.config
         mask = self._mask(traj.active)
-        if c.adv_norm:
+        if c.adv_norm and c.adv_norm_scope == "rollout":
             adv = L.normalize_advantages(adv, mask)
         return Batch(traj.actor_in, traj.critic_in, traj.avail, traj.action, traj.logp, traj.dist, traj.active,
                      traj.reset, values, targets, adv, team_advantage(adv, mask), runner_start.actor_h,
                      runner_start.critic_h)
 
     def minibatches(self, batch: Batch, key) -> Batch:
-        """Shuffle and split into ``num_minibatches`` along the leading axis of the result."""
+        """Shuffle and split into ``num_minibatches`` along the leading axis of the result.
+
+        ``minibatch_over=envs``: one permutation of the units (GRU: envs; FF: env-steps) moves every agent of a
+        unit together. ``minibatch_over=agents``: :func:`shuffle_per_agent` first gives each agent its own
+        permutation, so position ``j`` of agent ``a`` holds unit ``perm_a[j]``; the split below then puts each
+        (agent, unit) sequence in exactly one minibatch, ``units / M`` per agent in each.
+        """
         c = self.config
         M = c.num_minibatches
+        if c.minibatch_over == "agents":
+            k_agents, key = jax.random.split(key)
+            batch = shuffle_per_agent(batch, k_agents, recurrent=self.recurrent)
         if self.recurrent:
             perm = jax.random.permutation(key, c.num_envs)
 
@@ -563,8 +577,8 @@ class OnPolicyTrainer:
                 shape = x.shape[:env_axis] + (M, c.num_envs // M) + x.shape[env_axis + 1:]
                 return jnp.moveaxis(x.reshape(shape), env_axis, 0)
 
-            seq = {f: split(getattr(batch, f), 1) for f in Batch._fields
-                   if f not in ("actor_h", "critic_h") and getattr(batch, f) is not None}
+            seq = {f: None if getattr(batch, f) is None else split(getattr(batch, f), 1) for f in Batch._fields
+                   if f not in ("actor_h", "critic_h")}
             return Batch(**seq, actor_h=split(batch.actor_h, 0), critic_h=split(batch.critic_h, 0))
         n = c.num_envs * c.rollout_length
         perm = jax.random.permutation(key, n)
@@ -574,8 +588,8 @@ class OnPolicyTrainer:
             x = jnp.take(x, perm, axis=0)
             return x.reshape((M, 1, n // M) + x.shape[1:])
 
-        seq = {f: split(getattr(batch, f)) for f in Batch._fields
-               if f not in ("actor_h", "critic_h") and getattr(batch, f) is not None}
+        seq = {f: None if getattr(batch, f) is None else split(getattr(batch, f)) for f in Batch._fields
+               if f not in ("actor_h", "critic_h")}
         h = jnp.zeros((M, n // M, self.num_agents, self.hidden_size))
         return Batch(**seq, actor_h=h, critic_h=h)
 
@@ -674,6 +688,39 @@ class OnPolicyTrainer:
 
 # Bits of the per-update "nonfinite" metric: which kind of value went NaN/inf during that update.
 NONFINITE_BITS = {1: "env outputs (observations, rewards)", 2: "losses", 4: "gradients", 8: "parameters"}
+
+
+def shuffle_per_agent(batch: Batch, key: jax.Array, recurrent: bool) -> Batch:
+    """Reorder each agent's units by its own permutation: ``new[.., j, a] = old[.., perm_a[j], a]``.
+
+    Units are envs (GRU: whole sequences, axis 1 of ``[T, E, A, ...]``, hidden states axis 0 of ``[E, A, H]``)
+    or env-steps (FF: the ``T·E`` entries). Per-env fields without an agent axis (``reset``) gain one, since
+    agent ``a``'s entry now comes from env ``perm_a[j]``; ``adv_joint`` (a mean over one env's agents) has no
+    meaning after the shuffle and is dropped (``minibatch_over=agents`` requires ``ratio=independent``).
+    Pure; the permutations are ``jax.random.permutation(k_a, units)`` for ``k_a`` in ``split(key, A)``.
+    """
+    T, E, A = batch.action.shape[:3]
+    units = E if recurrent else T * E
+    perms = jax.vmap(lambda k: jax.random.permutation(k, units))(jax.random.split(key, A))  # [A, units]
+    cols = jnp.arange(A)
+
+    def per_agent(x):
+        if not recurrent:
+            flat = x.reshape((T * E,) + x.shape[2:])
+            out = flat[perms.T, cols] if x.ndim > 2 else flat[perms.T]  # [units, A, ...]
+            return out.reshape((T, E, A) + out.shape[2:])
+        return x[:, perms.T, cols] if x.ndim > 2 else x[:, perms.T]  # [T, E, A, ...]
+
+    fields = {}
+    for f in Batch._fields:
+        x = getattr(batch, f)
+        if x is None or f == "adv_joint":
+            fields[f] = None
+        elif f in ("actor_h", "critic_h"):
+            fields[f] = x[perms.T, cols] if recurrent else x  # FF carries a dummy hidden state
+        else:
+            fields[f] = per_agent(x)
+    return Batch(**fields)
 
 
 def _all_finite(tree) -> jax.Array:

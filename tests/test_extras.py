@@ -43,6 +43,7 @@ MODULES = {
     "wheel": "wheel",
     "pytest": "pytest",
     "pytest-timeout": "pytest_timeout",
+    "pytest-xdist": "xdist",
     "hydra-core": "hydra",
     "wandb": "wandb",
     "pyyaml": "yaml",

@@ -194,39 +194,13 @@ def _rows(run_dir: Path) -> list[tuple[int, int]]:
 
 
 @needs_ray
-def test_sweep_end_to_end_two_trials(tmp_path):
-    out = tmp_path / "sweep"
-    t0 = time.monotonic()
-    proc = subprocess.run(_sweep_cmd(out, *TINY_WORDS, "total_env_steps=200", "checkpoint_every=1",
-                                     "lr=1e-3,3e-4"),
-                          capture_output=True, text=True, timeout=300, env=_env())
-    text = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"trustmarl sweep failed (rc {proc.returncode}):\n{text[-6000:]}"
-    # the head the CLI started bound the loopback address and ran no dashboard
-    assert "on a local Ray head (loopback only, dashboard off) at 127.0.0.1:" in proc.stdout, text[-3000:]
-    runs = sorted(p.parent for p in out.glob("*/metrics.csv"))
-    assert [r.name for r in runs] == ["t00000_lr=0.001", "t00001_lr=0.0003"]
-    for run, lr in zip(runs, (1e-3, 3e-4)):
-        config = json.loads((run / "config.json").read_text())
-        assert (config["lr"], config["algo"], config["num_seeds"], config["progress"]) == (lr, "ippo", 2, False)
-        assert sorted(_rows(run)) == [(0, 1), (0, 2), (1, 1), (1, 2)]   # 200 steps / 100 per update, 2 seeds
-        assert (run / "summary.json").is_file()
-    assert (out / "sweep.json").is_file() and (out / "tune").is_dir()
-    assert "sweep: 2 trial(s), 2 finished, 0 failed" in proc.stdout
-    # the summary table over seeds, one row per learning rate
-    assert "| lr | n | mean ± std | 95% CI (mean) | IQM | 95% CI (IQM) |" in proc.stdout
-    assert "| 0.0003 | 2 | " in proc.stdout and "| 0.001 | 2 | " in proc.stdout
-    print(f"end-to-end sweep: {time.monotonic() - t0:.0f} s")
-    # the same folder again without --resume is refused; with --resume a finished sweep has nothing to do
-    again = subprocess.run(_sweep_cmd(out, "lr=1e-3"), capture_output=True, text=True, timeout=60, env=_env())
-    assert again.returncode == 2 and "already holds a sweep; --resume finishes it" in again.stderr
-
-
-@needs_ray
 @pytest.mark.slow
 def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
-    """The driver (and the Ray head inside it) is killed once a trial has written a checkpoint; ``--resume``
-    finishes the sweep: both run folders complete, no update logged twice."""
+    """End to end on a local Ray head, two trials: the driver (and the Ray head inside it) is killed once a
+    trial has written a checkpoint; ``--resume`` finishes the sweep: both run folders complete with their
+    own config, no update logged twice, the summary table over seeds printed; the finished folder is then
+    refused without ``--resume``. (One sweep for both the end-to-end and the resume checks: each Ray head
+    costs tens of seconds of the suite.)"""
     out = tmp_path / "sweep"
     words = [*TINY_WORDS, "total_env_steps=1500", "checkpoint_every=3", "lr=1e-3,3e-4"]
     log = (tmp_path / "first.log").open("w")
@@ -253,7 +227,19 @@ def test_sweep_resumes_after_the_driver_is_killed(tmp_path):
     assert "sweep: 2 trial(s), 2 finished, 0 failed" in resumed.stdout, text[-3000:]
     runs = sorted(p.parent for p in out.glob("t*/metrics.csv"))
     assert len(runs) == 2
-    for run in runs:
+    # the head the CLI started bound the loopback address and ran no dashboard
+    assert "on a local Ray head (loopback only, dashboard off) at 127.0.0.1:" in resumed.stdout, text[-3000:]
+    assert [r.name for r in runs] == ["t00000_lr=0.001", "t00001_lr=0.0003"]
+    for run, lr in zip(runs, (1e-3, 3e-4)):
+        config = json.loads((run / "config.json").read_text())
+        assert (config["lr"], config["algo"], config["num_seeds"], config["progress"]) == (lr, "ippo", 2, False)
         rows = _rows(run)
         assert sorted(rows) == sorted({(s, u) for s in (0, 1) for u in range(1, 16)}), run.name
         assert (run / "summary.json").is_file()
+    assert (out / "sweep.json").is_file() and (out / "tune").is_dir()
+    # the summary table over seeds, one row per learning rate
+    assert "| lr | n | mean ± std | 95% CI (mean) | IQM | 95% CI (IQM) |" in resumed.stdout, text[-3000:]
+    assert "| 0.0003 | 2 | " in resumed.stdout and "| 0.001 | 2 | " in resumed.stdout
+    # the same folder again without --resume is refused
+    again = subprocess.run(_sweep_cmd(out, "lr=1e-3"), capture_output=True, text=True, timeout=60, env=_env())
+    assert again.returncode == 2 and "already holds a sweep; --resume finishes it" in again.stderr

@@ -1,4 +1,4 @@
-"""Throughput of the off-policy algorithms (MADDPG, MAAC, MAMD, MAMT) against the number of agents.
+"""Throughput of the off-policy algorithms (MADDPG, MAAC, MAMD, MAMT, LOLA-DQN) against the number of agents.
 
 For each case (trustmarl's Spread and Pursuit with N agents, N in ``--agents``) and each algorithm the script
 builds the config the CLI would build (``trustmarl train algo=<a> env=<e> ...``: algorithm defaults < preset <
@@ -15,6 +15,9 @@ hidden 128; a buffer of 1024 transitions), compiles the trainer's own pieces onc
 * the same three per CPU-second of this process (``time.process_time``, all threads): on a shared machine other
   processes take cores but not this process's CPU time, so these are steadier than the wall-time ones.
 
+A case the algorithm refuses prints its one-line reason instead of a row: LOLA-DQN sums over every joint action
+(``5^N`` on Spread), which limits it to N ≤ 5 there (Li et al. compare it on Spread only).
+
 Run: ``python benchmarks/bench_offpolicy.py`` (every case; tens of minutes on 2 cores), or e.g.
 ``python benchmarks/bench_offpolicy.py --envs spread --agents 2 8 --algos maddpg maac --set batch_size=256``.
 """
@@ -30,9 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax
 
-from trustmarl.config import Config
+from trustmarl.config import Config, ConfigError
 
-ALGOS = ("maddpg", "maac", "mamd", "mamt")
+ALGOS = ("maddpg", "maac", "mamd", "mamt", "lola_dqn")
 AGENTS = (2, 8, 16)
 
 
@@ -101,7 +104,11 @@ def main() -> None:
     for env in args.envs:
         for n in args.agents:
             for algo in args.algos:
-                r = time_case(case_config(algo, env, n, extra), args.repeats)
+                try:
+                    r = time_case(case_config(algo, env, n, extra), args.repeats)
+                except ConfigError as err:
+                    print(f"| {env} | {n} | {algo} | not run: {err} | | | |", flush=True)
+                    continue
                 print(f"| {env} | {r['num_agents']} | {algo} | {pair(r['collect'], ',.0f')} | {pair(r['grad'], '.2f')} | "
                       f"{pair(r['iteration'], ',.0f')} | {r['compile_s']:.0f} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)

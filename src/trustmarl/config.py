@@ -149,6 +149,14 @@ class Config:
                              "update_order=simultaneous and no in-loss joint measurement",
                              choices=("envs", "agents"), section="on_policy")
     use_active_masks: bool = _f(True, "exclude dead agents' entries from losses and statistics", section="on_policy")
+    done_scope: str = _f("env", "network=gru: where a recurrent state (actor and critic) restarts from zero: env "
+                         "(where the env's episode starts), agent (where the agent itself is done, as JaxMARL's "
+                         "mappo_rnn_smax does: on SMAX every step after its death, and at an episode's end only "
+                         "the agents dead then, so a survivor's state runs on into the next episode) or "
+                         "env_or_agent (episode starts and dead agents); agent and env_or_agent need a JAX env "
+                         "with per-agent deaths (SMAX, or EnvHooks.alive). GAE cuts at the env's episode ends "
+                         "under every scope, as the peer's does", choices=("env", "agent", "env_or_agent"),
+                         section="on_policy")
     bootstrap_truncation: bool = _f(True, "bootstrap value targets at time-limit ends (not at terminations)", section="on_policy")
     # --- off-policy family (MADDPG, MAAC, MAMD, MAMT; Li et al. Table 3) ---------------------------------------
     buffer_size: int = _f(1_000_000, "replay capacity in transitions (capped at the budget's env steps)", low=1,
@@ -246,7 +254,7 @@ class Config:
         from trustmarl.seams.surrogates import OBJECTIVES
         if self.ratio not in OBJECTIVES:
             raise ConfigError(f"ratio={self.ratio!r} is not one of {', '.join(OBJECTIVES)}")
-        from trustmarl.envs import resolve_env
+        from trustmarl.envs import is_host_env, resolve_env
         try:
             resolve_env(self.env)  # a registered name, or package.module:factory (imports the user's code)
         except ValueError as err:
@@ -301,6 +309,15 @@ class Config:
         if self.post_gru_gain != math.sqrt(2) and self.network != "gru":
             raise ConfigError(f"post_gru_gain={self.post_gru_gain!r} is read only with network=gru, got "
                               f"network={self.network!r}; allowed: network=gru, or leave post_gru_gain unset")
+        if self.done_scope != "env" and self.network != "gru":
+            raise ConfigError(f"done_scope={self.done_scope!r} resets recurrent states, which network="
+                              f"{self.network!r} has none of; allowed: network=gru, or done_scope=env")
+        if self.done_scope != "env" and self.update_order == "batches" and self.batch_partition == "dag":
+            raise ConfigError(f"done_scope={self.done_scope!r} is not wired into batch_partition=dag (B2MAPO's upper "
+                              f"layer encodes trajectories with one reset flag per env); allowed: done_scope=env")
+        if self.done_scope != "env" and is_host_env(self.env):
+            raise ConfigError(f"done_scope={self.done_scope!r} is not wired into the host path (env={self.env!r}); "
+                              f"allowed there: done_scope=env")
         d = self.derived_batch()
         if d["batch_units"] % self.num_minibatches:
             unit = "envs" if self.network == "gru" else "env-steps (num_envs*rollout_length)"

@@ -20,6 +20,9 @@ active         [A]    bool       agent alive at ``obs`` (death masking; padded a
 final_obs      [A, O]            observation *before* auto-reset (equals ``obs`` when the episode goes on)
 final_state    [A, S]            global state before auto-reset
 episode        EpisodeStats      running and finished-episode statistics
+final_active   [A]    bool       agent alive in the state the step reached, *before* auto-reset (the
+                                 agent's own done is its negation); ``None`` unless the adapter's
+                                 ``keep_final_active`` is set (the trainer's ``done_scope=agent``)
 =============  ================  ==========================================================================
 
 Terminations and truncations are kept apart because value targets must bootstrap on a time limit
@@ -85,6 +88,7 @@ class Timestep(NamedTuple):
     final_obs: jax.Array
     final_state: jax.Array
     episode: EpisodeStats
+    final_active: Optional[jax.Array] = None
 
 
 class AdapterState(NamedTuple):
@@ -204,6 +208,9 @@ class JaxMARLAdapter:
         # A trainer whose critic reads local observations switches this off: the global state is then
         # a constant [A, 1] placeholder (not [A, 0]: orbax cannot checkpoint empty arrays).
         self.compute_state = True
+        # Off by default so that the timestep's pytree (scan carries, checkpoints) is unchanged; a trainer
+        # whose recurrent states reset where an agent is done (done_scope=agent) switches it on.
+        self.keep_final_active = False
 
     def _env_masks_actions(self) -> bool:
         # MPE and others leave get_avail_actions unimplemented: every (unpadded) action is then available.
@@ -285,7 +292,8 @@ class JaxMARLAdapter:
         n = self.spec.num_agents
         ts = Timestep(obs=obs, state=state, avail=avail, reward=jnp.zeros((n,), jnp.float32),
                       terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool), active=alive,
-                      final_obs=obs, final_state=state, episode=episode)
+                      final_obs=obs, final_state=state, episode=episode,
+                      final_active=alive if self.keep_final_active else None)
         return AdapterState(env_state, episode), ts
 
     def _transition(self, key_step, astate: AdapterState, actions):
@@ -315,12 +323,11 @@ class JaxMARLAdapter:
             done=done)
         return env_state, final, reward, done & by_task, done & ~by_task, episode
 
-    @staticmethod
-    def _timestep(obs_pieces, final_pieces, reward, terminated, truncated, episode) -> Timestep:
+    def _timestep(self, obs_pieces, final_pieces, reward, terminated, truncated, episode) -> Timestep:
         obs, state, avail, alive = obs_pieces
         return Timestep(obs=obs, state=state, avail=avail, reward=reward, terminated=terminated,
                         truncated=truncated, active=alive, final_obs=final_pieces[0], final_state=final_pieces[1],
-                        episode=episode)
+                        episode=episode, final_active=final_pieces[3] if self.keep_final_active else None)
 
     def step(self, key: jax.Array, astate: AdapterState, actions: jax.Array) -> tuple[AdapterState, Timestep]:
         """Step one env with ``actions`` [A] (discrete, int) or [A, D] (continuous); auto-reset at episode end."""

@@ -53,7 +53,7 @@ class Transition(NamedTuple):
     dist: jax.Array  # [T,E,A,U] behaviour logits, or [T,E,A,2D] mean ⊕ log-std
     reward: jax.Array  # [T,E,A]
     active: jax.Array  # [T,E,A] bool, agent alive at obs_t
-    reset: jax.Array  # [T,E] bool, obs_t starts an episode
+    reset: jax.Array  # [T,E] bool, obs_t starts an episode; [T,E,A] per agent unless done_scope=env
     terminated: jax.Array  # [T,E] bool
     truncated: jax.Array  # [T,E] bool
     ep_done: jax.Array  # [T,E] bool, an episode finished at step t
@@ -65,7 +65,7 @@ class Transition(NamedTuple):
 class RunnerState(NamedTuple):
     env_state: AdapterState  # batched over E (None on the host path)
     timestep: Timestep  # last timestep, batched over E
-    reset: jax.Array  # [E] bool, the current obs starts an episode
+    reset: jax.Array  # [E] bool, the current obs starts an episode ([E,A] per agent unless done_scope=env)
     actor_h: jax.Array  # [E,A,H]
     critic_h: jax.Array  # [E,A,H]
 
@@ -107,7 +107,7 @@ class Batch(NamedTuple):
     logp: jax.Array
     dist: jax.Array
     active: jax.Array
-    reset: jax.Array  # [T', B']
+    reset: jax.Array  # [T', B'], or [T', B', A] unless done_scope=env
     value: jax.Array  # [T',B',A] old value (network space: normalised when value_norm)
     target: jax.Array  # [T',B',A] λ-return, un-normalised
     adv: jax.Array  # [T',B',A] normalised advantage per agent
@@ -183,6 +183,12 @@ class OnPolicyTrainer:
         self.spec = spec = self.env.spec
         if hasattr(self.env, "compute_state"):
             self.env.compute_state = c.critic_input == "global"
+        if c.done_scope != "env":
+            if getattr(getattr(self.env, "hooks", None), "alive", None) is None:
+                raise ConfigError(f"done_scope={c.done_scope!r} needs per-agent deaths, which env={c.env!r} does "
+                                  f"not report (no EnvHooks.alive); allowed: done_scope=env")
+            # the agent's own done at an episode's end is read from the state before the auto-reset
+            self.env.keep_final_active = c.done_scope == "agent"
         self.num_agents = A = spec.num_agents
         self.derived: Derived = c.derived(A)
         self.num_updates = self.derived.num_updates
@@ -308,13 +314,33 @@ class OnPolicyTrainer:
         """Zero recurrent state ``[E, A, H]`` (``H = 1`` for feed-forward networks)."""
         return jnp.zeros((num_envs, self.num_agents, self.hidden_size))
 
+    def first_reset(self, num_envs: int) -> jax.Array:
+        """Reset flags of a first step: every state starts from zero (``[E]``, or ``[E, A]`` per agent)."""
+        shape = (num_envs,) if self.config.done_scope == "env" else (num_envs, self.num_agents)
+        return jnp.ones(shape, bool)
+
+    def next_reset(self, ts: Timestep) -> jax.Array:
+        """Where the recurrent states restart at the step that acts on ``ts.obs`` (``done_scope``).
+
+        ``env``: ``d_e`` = the env's episode ended (``[E]``); ``agent``: ``d_{e,i}`` = agent ``i`` is not alive
+        in the state the step reached before the auto-reset (``[E, A]``; JaxMARL SMAX's ``dones[agent]`` =
+        ``¬unit_alive``, so a dead agent restarts every step and a survivor of an ended episode carries its
+        state into the next); ``env_or_agent``: ``d_e ∨ ¬alive_{e,i}`` at ``obs`` (``[E, A]``).
+        """
+        scope = self.config.done_scope
+        if scope == "env":
+            return ts.terminated | ts.truncated
+        if scope == "agent":
+            return ~ts.final_active
+        return (ts.terminated | ts.truncated)[..., None] | ~ts.active
+
     def init(self, rng: jax.Array) -> TrainState:
         E = self.config.num_envs
         rng, k_learn, k_env = jax.random.split(rng, 3)
         learner = self.init_learner(k_learn)
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(k_env, E))
         h = self.init_hidden(E)
-        runner = RunnerState(env_state, ts, jnp.ones((E,), bool), h, h)
+        runner = RunnerState(env_state, ts, self.first_reset(E), h, h)
         return TrainState(learner, runner, rng, jnp.zeros((), jnp.int32))
 
     @staticmethod
@@ -402,7 +428,6 @@ class OnPolicyTrainer:
             pol = self.act(learner.actor_params, runner.actor_h, ts.obs, ts.avail, runner.reset, step_noise,
                            groups=self.behaviour_groups(learner))
             env_state, nts = self._env_step(keys, runner.env_state, self.env_action(pol.action))
-            done = nts.terminated | nts.truncated
             final_cin = self.critic_in(nts.final_obs, nts.final_state) if c.bootstrap_truncation else None
             tr = Transition(
                 actor_in=self.actor_input(ts.obs) if pol.actor_in is None else pol.actor_in,
@@ -411,7 +436,7 @@ class OnPolicyTrainer:
                 reward=nts.reward, active=ts.active, reset=runner.reset, terminated=nts.terminated,
                 truncated=nts.truncated, ep_done=nts.episode.done, ep_return=nts.episode.returned_return,
                 ep_length=nts.episode.returned_length.astype(jnp.float32), ep_won=nts.episode.returned_won)
-            return RunnerState(env_state, nts, done, pol.hidden, runner.critic_h), tr
+            return RunnerState(env_state, nts, self.next_reset(nts), pol.hidden, runner.critic_h), tr
 
         return jax.lax.scan(step, runner, (noise, env_keys))
 

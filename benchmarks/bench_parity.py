@@ -51,7 +51,9 @@ from bench_peer import CASES, ROOT  # noqa: E402  (the peer's settings live ther
 
 PEER_CASE = CASES["mappo_smax"]
 # the switches whose peer values bench_peer.py sets (docs/results.md, parity section); --ablate reverts each
-PARITY_SWITCHES = ("use_active_masks", "adv_norm_scope", "post_gru_gain", "minibatch_over", "done_scope")
+# (env_options carries the env's death_masking=false; reverting it restores trustmarl's death masking)
+PARITY_SWITCHES = ("use_active_masks", "adv_norm_scope", "post_gru_gain", "minibatch_over", "done_scope",
+                   "env_options")
 THRESHOLD, RUN_OF = 0.8, 3
 PEER_JSON_TAG = "PARITY_PEER_JSON "
 

@@ -12,7 +12,7 @@ the cost of the trust-region measurements (a second trustmarl run with them off)
 Both trainers run the same algorithm: ``bootstrap_truncation=False`` because the peer ends the return at
 every episode end, time limits included (trustmarl's default bootstraps there). The mappo_smax case also sets
 the switches of docs/results.md's parity section to the peer's choices (use_active_masks, adv_norm_scope,
-post_gru_gain, minibatch_over, done_scope); ippo_mpe keeps trustmarl's per-rollout advantage normalisation and env-step
+post_gru_gain, minibatch_over, done_scope, the death_masking env option); ippo_mpe keeps trustmarl's per-rollout advantage normalisation and env-step
 minibatches, where the peer normalises per minibatch and shuffles (agent, env-step) entries. Returns are put on the
 peer's scale: JaxMARL's MPELogWrapper multiplies MPE rewards by the number of agents
 (the team sum), trustmarl logs the team mean, so trustmarl's MPE return is multiplied by N here.
@@ -60,9 +60,10 @@ CASES = {
                      bootstrap_truncation=False,
                      # the peer's choices where trustmarl's defaults differ (docs/results.md, parity section):
                      # no dead-agent masking, advantages normalised per minibatch, orthogonal gain 2 after the
-                     # GRU, minibatches over (agent, env) sequences, GRU states reset where the agent is done
+                     # GRU, minibatches over (agent, env) sequences, GRU states reset where the agent is done,
+                     # a dead agent's critic still sees the world state
                      use_active_masks=False, adv_norm_scope="minibatch", post_gru_gain=2.0,
-                     minibatch_over="agents", done_scope="agent",
+                     minibatch_over="agents", done_scope="agent", env_options='{"death_masking": false}',
                      # minibatch_over=agents allows only the exact end-of-epoch measurement (the in-loss one
                      # would pair agents of different envs); the peer measures nothing, see --no-measure-off
                      measure_at="epoch_end"),

@@ -74,14 +74,15 @@ def list_smax_maps() -> dict[str, tuple[int, int]]:
 
 
 def _make_smax(map: str = "3m", global_state: str = "agent_specific", see_enemy_actions: bool = True,
-               walls_cause_death: bool = True, attack_mode: str = "closest"):
+               walls_cause_death: bool = True, attack_mode: str = "closest", death_masking: bool = True):
     maps = list_smax_maps()
     if map not in maps:
         raise ValueError(f"map={map!r} is not a SMAX map; allowed: {', '.join(maps)}")
     from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map), see_enemy_actions=see_enemy_actions,
                              walls_cause_death=walls_cause_death, attack_mode=attack_mode)
-    return JaxMARLAdapter(env, f"smax:{map}", hooks=SMAX_HOOKS, global_state=global_state)
+    return JaxMARLAdapter(env, f"smax:{map}", hooks=SMAX_HOOKS, global_state=global_state,
+                          death_masking=death_masking)
 
 
 # --- MPE ---------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ class JaxMARLAdapter:
         ``"env"`` ``[world state, agent one-hot]`` (as JaxMARL's MAPPO baseline);
         ``"concat_obs"`` ``[all agents' obs, own first, agent one-hot]``.
         Dead agents get zeros except the one-hot (MAPPO's death masking).
+      death_masking: False keeps a dead agent's state body as it is (JaxMARL's ``mappo_rnn_smax`` gives a dead
+        agent's critic the full world state; issue 9's parity runs); True (default) zeroes it.
       episode_limit: time limit; read from ``env.max_steps`` when not given. When given, the adapter also
         ends episodes there itself (a truncation), so an env without a time limit of its own (no
         ``max_steps``, never ``dones["__all__"]`` by time) can be trained; with ``max_steps`` as well, the
@@ -152,9 +154,12 @@ class JaxMARLAdapter:
     """
 
     def __init__(self, env, name: str, hooks: EnvHooks = EnvHooks(), global_state: str = "agent_specific",
-                 episode_limit: Optional[int] = None):
+                 episode_limit: Optional[int] = None, death_masking: bool = True):
         if global_state not in GLOBAL_STATE_KINDS:
             raise ValueError(f"global_state={global_state!r} is not one of {GLOBAL_STATE_KINDS}")
+        if not isinstance(death_masking, bool):
+            raise ValueError(f"death_masking={death_masking!r} for env {name!r}; allowed: true or false")
+        self.death_masking = death_masking
         self.env = env
         self.hooks = hooks
         self.global_state_kind = global_state
@@ -250,7 +255,8 @@ class JaxMARLAdapter:
         ids = jnp.eye(n, dtype=jnp.float32)
         if self.global_state_kind == "agent_specific" and self.hooks.agent_state is not None:
             body = self.hooks.agent_state(self.env, env_state, obs).astype(jnp.float32)
-            body = jnp.where(alive[:, None], body, 0.0)
+            if self.death_masking:
+                body = jnp.where(alive[:, None], body, 0.0)
             return jnp.concatenate([body, ids], axis=-1)
         if self.hooks.world_state is None:
             world = obs.reshape(-1)
@@ -264,7 +270,8 @@ class JaxMARLAdapter:
             # Own observation first, then the others in agent order: a per-agent view of the team.
             rolled = jnp.stack([jnp.roll(obs, -i, axis=0).reshape(-1) for i in range(n)])
             body = rolled
-        body = jnp.where(alive[:, None], body, 0.0)
+        if self.death_masking:
+            body = jnp.where(alive[:, None], body, 0.0)
         return jnp.concatenate([body, ids], axis=-1)
 
     def _avail(self, env_state) -> jax.Array:

@@ -30,6 +30,7 @@ Printed per configuration: per seed and as mean ± std over seeds (population st
 usage: python benchmarks/bench_parity.py [--map 2s3z] [--seeds 3] [--steps 5e5[,2e6]] [--window 5]
                                          [--configs peer,peer_settings,defaults] [--ablate] [--json out.json]
                                          [--peers ../shared/peers]
+       python benchmarks/bench_parity.py --from-json a.json,b.json   (one table from saved runs)
 """
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ def print_table(results: dict, checkpoints: list[int], window: int) -> None:
             m, sd = s[key]
             cell = f"{_fmt(m, kind)} ± {_fmt(sd, kind)}" if np.isfinite(m) else "—"
             if key in ("steps_to_0.8", "wall_to_0.8_s"):
-                cell += f" ({s['reached']})"
+                cell += f" ({int(s['reached'])})"
             cells.append(cell)
         print(f"| {name} | {len(res['seeds'])} | " + " | ".join(cells) + " |")
     print("\nper seed:")
@@ -288,8 +289,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--configs", default="peer,peer_settings,defaults")
     p.add_argument("--ablate", action="store_true", help="add peer_settings with each parity switch reverted")
     p.add_argument("--peers", default=str(ROOT.parent / "shared" / "peers"))
-    p.add_argument("--json", default=None, help="also write per-update series and the tables here")
+    p.add_argument("--json", default=None, help="also write per-update series and the tables here (rewritten "
+                   "after each configuration)")
+    p.add_argument("--from-json", default=None, help="comma-separated files written by --json: print their "
+                   "configurations in one table (same checkpoints and window) and run nothing")
     args = p.parse_args(argv)
+    if args.from_json:
+        try:
+            saved = [json.loads(Path(f).read_text()) for f in args.from_json.split(",")]
+        except (OSError, ValueError) as e:
+            sys.exit(f"bench_parity: --from-json: {e}")
+        metas = {(s["meta"]["map"], tuple(s["meta"]["checkpoints"]), s["meta"]["window"]) for s in saved}
+        if len(metas) != 1:
+            sys.exit(f"bench_parity: --from-json files differ in (map, checkpoints, window): {sorted(metas)}")
+        results = {n: r for s in saved for n, r in s["results"].items()}
+        print("; ".join(f"{f}: load {s['meta']['load_start']:.1f} at start, {s['meta']['load_end']:.1f} at end"
+                        for f, s in zip(args.from_json.split(","), saved)))
+        print_table(results, saved[0]["meta"]["checkpoints"], saved[0]["meta"]["window"])
+        return
     try:
         checkpoints = parse_steps(args.steps)
         if args.seeds < 1:
@@ -332,14 +349,13 @@ def main(argv: list[str] | None = None) -> None:
                                   "return": r["ret"].tolist()} for r in runs]}
         print(f"  {n}: done in {time.perf_counter() - t:.0f} s, load {os.getloadavg()[0]:.1f}; win@{total:.3g} per "
               "seed " + ", ".join(f"{r[f'win@{total}']:.2f}" for r in rows), flush=True)
-    load_end = os.getloadavg()
+        if args.json:  # after each configuration, so a stopped run keeps what it finished
+            meta = {"map": args.map, "seeds": seeds, "checkpoints": checkpoints, "window": args.window,
+                    "load_start": load_start[0], "load_end": os.getloadavg()[0]}
+            Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1,
+                                                  default=lambda x: None if x is None else float(x)))
     print_table(results, checkpoints, args.window)
-    print(f"\nload average (1 min) {load_start[0]:.1f} at start, {load_end[0]:.1f} at end")
-    if args.json:
-        meta = {"map": args.map, "seeds": seeds, "checkpoints": checkpoints, "window": args.window,
-                "load_start": load_start[0], "load_end": load_end[0]}
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1,
-                                              default=lambda x: None if x is None else float(x)))
+    print(f"\nload average (1 min) {load_start[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from trustmarl import losses as L
 from trustmarl.evaluation import evaluate
 from trustmarl.networks import MASKED_LOGIT
 from trustmarl.seams.dag import (PrecedingParams, action_features, attention_weights, dag_edges, dag_ppo_loss,
-                                 derived_kl, level_groups, plackett_luce_logp, preceding_block, preceding_mask,
-                                 sample_by_batches, sample_plackett_luce, threshold_graph, topological_levels,
-                                 window_return)
+                                 derived_kl, has_preceding, level_groups, plackett_luce_logp, preceding_block,
+                                 preceding_mask, preceding_value_loss, sample_by_batches, sample_plackett_luce,
+                                 threshold_graph, topological_levels, window_return)
 from trustmarl.trainers import make_train
 
 from conftest import tiny
@@ -145,13 +146,16 @@ def test_one_level_dag_is_the_simultaneous_update():
     assert np.asarray(m["dag_edges"]).tolist() == [0.0, 0.0, 0.0]
     pi = b2.learner.actor_params
     assert isinstance(pi, PrecedingParams)
-    # one batch: nobody has predecessors, the action block is zero, π is MAPPO's actor and its shift term never
-    # moves (zero gradients, zero Adam steps)
+    # one batch: nobody has predecessors, the action block is zero, π and V are MAPPO's actor and critic and their
+    # shift terms never move (zero gradients, zero Adam steps; V(s, 0)'s extra loss term has no entries)
+    v = b2.learner.critic_params
+    assert trainer.config.preceding_values and isinstance(v, PrecedingParams)  # V reads them too (default)
     for x, y in zip(jax.tree.leaves((ref.learner.actor_params, ref.learner.critic_params)),
-                    jax.tree.leaves((pi.base, b2.learner.critic_params))):
+                    jax.tree.leaves((pi.base, v.base))):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
     start = jax.jit(trainer.init)(jax.random.PRNGKey(0)).learner
-    for x, y in zip(jax.tree.leaves(start.actor_params.shift), jax.tree.leaves(pi.shift)):
+    for x, y in zip(jax.tree.leaves((start.actor_params.shift, start.critic_params.shift)),
+                    jax.tree.leaves((pi.shift, v.shift))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # evaluation acts with π_ind, which is not π's parameter set but close to it after the distillation
     ind = trainer.policy_params(b2)
@@ -222,6 +226,19 @@ def test_sampling_goes_batch_level_by_batch_level(jit):
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize("jit", JIT)
+def test_preceding_value_loss_on_hand_numbers(jit):
+    """V(s, a^{B_k}) on every active entry, V(s, 0) in addition where the agent had predecessors, over #active:
+    entries 0 and 1 active, 1 and 2 preceded -> (1 + 2 + 20) / 2; nobody preceded -> the plain masked mean."""
+    loss = _maybe_jit(preceding_value_loss, jit)
+    per, per_zero = jnp.array([[1.0, 2.0, 3.0]]), jnp.array([[10.0, 20.0, 30.0]])
+    mask = jnp.array([[True, True, False]])
+    assert float(loss(per, per_zero, mask, jnp.array([[False, True, True]]))) == pytest.approx(11.5)
+    assert float(loss(per, per_zero, mask, jnp.zeros((1, 3), bool))) == pytest.approx(1.5)
+    block = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -0.5, 0.0]])
+    np.testing.assert_array_equal(np.asarray(_maybe_jit(has_preceding, jit)(block)), [False, True, True])
+
+
 @pytest.fixture(scope="module")
 def chain():
     """δ = 0 keeps every forward edge of the ordering: a DAG of 3 levels on 3-agent MPE (π reads the preceding
@@ -264,8 +281,42 @@ def test_rollout_inputs_reproduce_the_behaviour_policy(chain):
     np.testing.assert_allclose(without[:, :, 2], np.asarray(traj.logp)[:, :, 2], atol=1e-5)
 
 
+def test_critic_reads_the_block_and_bootstraps_with_the_zero_block(chain):
+    """preceding_values (B2MAPO's default): the rollout's values are V_base(s) + W_2 tanh(W_1 block) on the
+    stored blocks (by hand from the shift's two matrices), the bootstrap at s_T is V_base(s_T) alone; with the
+    bootstrap states' values are V_base's."""
+    trainer, state, _ = chain
+    v = state.learner.critic_params
+    assert isinstance(v, PrecedingParams)
+    v = v._replace(shift=jax.tree.map(lambda w: 30.0 * w, v.shift))
+    groups = jnp.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], bool)
+    learner = state.learner._replace(critic_params=v, order=state.learner.order._replace(groups=groups))
+    end, traj = jax.jit(trainer.rollout)(learner, state.runner, jax.random.PRNGKey(4))
+    values, _, _, _, trace = jax.jit(trainer.evaluate)(learner, state.runner, end, traj)
+    block = np.asarray(trainer.preceding_block_of(traj.actor_in))
+    w1, w2 = (np.asarray(leaf) for leaf in jax.tree.leaves(v.shift))  # Dense_0 [A·U, H], Dense_1 [H, 1]
+    _, base = jax.jit(trainer.critic_apply)(v, state.runner.critic_h, traj.critic_in, traj.reset)
+    np.testing.assert_allclose(np.asarray(values), np.asarray(base) + (np.tanh(block @ w1) @ w2)[..., 0],
+                               rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(values) - np.asarray(base))[:, :, :2].max() > 1e-2  # agents 0 and 1 have predecessors
+    np.testing.assert_array_equal(np.asarray(values)[:, :, 2], np.asarray(base)[:, :, 2])  # agent 2 acts first
+    # the bootstrap: r + γ(1 − term)V' equals the option-less critic's (V_base) exactly where V' is s_T's or a
+    # pre-reset final state's value, and differs where V' is a rollout state's V(s, a^{B_k})
+    ref = learner._replace(critic_params=v.base)
+    values1, _, _, _, trace1 = jax.jit(trainer.evaluate)(ref, state.runner, end, traj)
+    den = lambda x: np.asarray(L.denormalize(learner.value_norm, x))  # noqa: E731
+    nv, nv1 = np.asarray(trace.deltas) + den(values), np.asarray(trace1.deltas) + den(values1)
+    boot = np.asarray(trace.episode_end)[..., 0].copy()
+    boot[-1] = True
+    np.testing.assert_allclose(nv[boot], nv1[boot], rtol=1e-5, atol=1e-5)
+    assert np.abs(nv[~boot] - nv1[~boot])[:, :2].max() > 1e-2
+
+
 def test_preceding_actions_needs_the_dag_partition():
     from trustmarl.config import Config, ConfigError
     with pytest.raises(ConfigError, match="preceding_actions=True needs batch_partition=dag"):
         Config.build({"algo": "happo", "preceding_actions": True})
-    assert not Config.build({"algo": "b2mapo", "preceding_actions": False}).preceding_actions
+    off = Config.build({"algo": "b2mapo", "preceding_actions": False})
+    assert not off.preceding_actions and not off.preceding_values  # V has no block to read without it
+    with pytest.raises(ConfigError, match="preceding_values=True needs preceding_actions=True"):
+        Config.build({"algo": "b2mapo", "preceding_actions": False, "preceding_values": True})

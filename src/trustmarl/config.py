@@ -119,6 +119,9 @@ class Config:
     preceding_actions: bool = _f(False, "batch_partition=dag: pi also reads the actions of the agents in preceding "
                                  "batches (B2MAPO §4.2): the rollout samples batch level by batch level, pi_ind "
                                  "keeps the own observation", section="sequential")
+    preceding_values: bool = _f(False, "preceding_actions: V also reads the preceding batches' actions (B2MAPO "
+                                "§4.2); states without sampled actions (the rollout's last, pre-reset finals) are "
+                                "valued with a zero block, trained as the state's value", section="sequential")
     batch_order: str = _f("score", "batches order: groups by descending mean |A/V| (score), A2PO's semi_greedy, "
                           "or random", choices=("score", "semi_greedy", "random"), section="sequential")
     measure_trust_region: bool = _f(True, "per-epoch ratio range, TV and KL from full action distributions", section="on_policy")
@@ -285,6 +288,9 @@ class Config:
             raise ConfigError(f"preceding_actions=True needs batch_partition=dag with update_order=batches (the "
                               f"batches must be known before the rollout), got update_order={self.update_order}, "
                               f"batch_partition={self.batch_partition}; allowed: algo=b2mapo, or preceding_actions=false")
+        if self.preceding_values and not self.preceding_actions:
+            raise ConfigError("preceding_values=True needs preceding_actions=True (V reads the block pi's rollout "
+                              "stores); allowed: preceding_values=false, or preceding_actions=true")
         if self.minibatch_over == "agents":
             # one env's agents land in different minibatches, so a loss or measure that combines the agents of
             # one state (joint ratio, preceding agents' factors, joint TV in the loss pass) would mix envs
@@ -363,6 +369,8 @@ class Config:
         merged.update(preset_for(algo, env, user.get("map")))
         if "clip_eps" in user and "clip_alpha" not in user:
             merged["clip_alpha"] = 0.0  # an explicit ε outranks a preset's α/N (else ε would be ignored)
+        if user.get("preceding_actions") is False and "preceding_values" not in user:
+            merged["preceding_values"] = False  # V reads the block π's rollout stores: without it there is none
         merged.update(user)
         merged = {k: _parse(cls._field(k), v) for k, v in merged.items()}
         if algo in ALGORITHMS:

@@ -11,7 +11,11 @@ another (update order ``batches``, ``batch_partition=dag``); batch ``b_k`` maxim
 (``preceding_factor=clipped_inner``, ``preceding_clip=0.5``) with the off-policy-corrected advantage of eq. 1
 (``trace_correction``: truncated weights ``min(1, ρ)`` of the batches already updated). The critic is trained
 after the actors. π^i reads the actions of the agents in preceding batches (§4.2, ``preceding_actions``): the
-rollout draws the joint action batch level by batch level. The derived decentralised policy π_ind (MAPPO's
+rollout draws the joint action batch level by batch level. So does V^i (§4.2: "V^i encodes the behavior sequences
+a^{j∈B_k} of preceding batch agents and historical trajectory τ^i"; ``preceding_values``): the TD errors of
+eq. 1 for agent i ∈ b_k are δ^i_t = r_t + γV^i(s_{t+1}, a^{B_k}_{t+1}) − V^i(s_t, a^{B_k}_t), and states
+without sampled actions (the rollout's last, pre-reset final states) take V^i(s, 0), trained as the state's
+value (:func:`trustmarl.seams.dag.preceding_value_loss`). The derived decentralised policy π_ind (MAPPO's
 network, own observation only) is fitted to π by eq. 13's KL after every update and is the policy evaluation
 and execution use (``trainer.policy_params``); rollouts use π.
 
@@ -19,8 +23,8 @@ Defaults: parameter sharing and the MAPPO tricks, as the paper runs every algori
 at most; ``clip_schedule_weight=0`` (one ε for every batch: eq. 10's ε^{b_k} is given no schedule);
 ``ind_epochs=10`` passes of eq. 13 per update (MPE spread, 2 seeds, 150 updates of one minibatch: eq. 13's KL
 over the last 10 updates 0.35–0.47 with 1 pass, 0.09–0.12 with 4, about 0.01 with 10; docs/results.md).
-Not implemented: the paper's V^i also reads the preceding batches' actions (§4.2), and π_ind is trained by
-eq. 13 only (the paper also updates it by MAPPO); see :mod:`trustmarl.seams.dag` for both and why.
+Not implemented: π_ind is trained by eq. 13 only (the paper also updates it by MAPPO); see
+:mod:`trustmarl.seams.dag` for why.
 """
 from trustmarl.algos.base import Algorithm
 
@@ -30,7 +34,8 @@ B2MAPO = Algorithm(
     reference="Zhang et al. 2024 (B2MAPO), §3-4, eqs. 1, 5-13",
     update_order="batches",
     config_defaults={"ratio": "independent", "critic_input": "global", "share_params": True,
-                     "batch_partition": "dag", "num_batches": 3, "preceding_actions": True, "ind_epochs": 10, "preceding_factor": "clipped_inner",
+                     "batch_partition": "dag", "num_batches": 3, "preceding_actions": True, "preceding_values": True, "ind_epochs": 10,
+                     "preceding_factor": "clipped_inner",
                      "preceding_clip": 0.5, "clip_schedule_weight": 0.0, "trace_correction": True,
                      "value_norm": True, "value_clip": True, "huber_delta": 10.0, "adv_norm": True,
                      "agent_id": True, "use_active_masks": True, "layer_norm_input": True},

@@ -67,10 +67,20 @@ exactly MAPPO's actor. The rollout draws the joint action batch level by batch l
 (``DagState.groups``), and stores each agent's block as part of its input, so the update's ratios are those
 of the policy that acted. For that, an update uses the batches its rollout was sampled with and the DAG
 decided on that rollout takes effect from the next rollout on (without ``preceding_actions`` it takes effect
-at once: nothing in the rollout depended on it). **Not done:** the paper's V^i also reads ``a^{B_k}``;
-trustmarl's critic does not (it is MAPPO's critic on its own input): the bootstrap states ``s_T`` and the
-pre-reset final states have no sampled actions, so a critic of ``(s, a^{B_k})`` would need extra sampling
-passes there.
+at once: nothing in the rollout depended on it).
+
+**V^i reads them too** (§4.2, ``preceding_values``, B2MAPO's default): the paper's V^i "encodes the behavior
+sequences a^{j∈B_k} of preceding batch agents and historical trajectory τ^i" and its values feed the GAE of
+eq. 1, so agent ``i ∈ b_k``'s TD error is ``δ^i_t = r_t + γV^i(s_{t+1}, a^{B_k}_{t+1}) − V^i(s_t, a^{B_k}_t)``
+and its advantage is that of its batch's action given the preceding batches' (the multi-agent advantage
+decomposition the sequential update needs). V is MAPPO's critic plus the same kind of bias-free shift on
+the same stored block, ``V(s, a^{B_k}) = V_base(s) + W_2 tanh(W_1 block)`` (zero block: exactly MAPPO's critic).
+The bootstrap states ``s_T`` and the pre-reset final states have no sampled actions; rather than draw them
+(``K`` more actor passes at every step for the final states), trustmarl values them by ``V(s, 0)`` and
+trains ``V(s, 0)`` on the same λ-return wherever an agent had predecessors (:func:`preceding_value_loss`):
+the target's mean given ``s`` is ``V^π(s) = E_{a^{B_k}∼π} V(s, a^{B_k})``, which is the value a bootstrap
+needs, and ``V(s, 0)`` is also what the first batch reads, whose value is that of the state. Entries without
+predecessors add nothing to the loss, so with one batch the critic's update is MAPPO's exactly.
 
 **π_ind** has MAPPO's architecture (the trainer's actor on the agent's own input, a second parameter set)
 and after each update takes ``ind_epochs`` passes over the rollout's minibatches of the eq. 13 loss
@@ -248,6 +258,28 @@ def sample_by_batches(policy_pass: Callable, groups: jax.Array, features: Callab
             return jnp.where(sel.reshape((A,) + (1,) * (new.ndim - len(lead) - 1)), new, old)
         hidden, out, action = pick(h_k, hidden), pick(out_k, out), pick(a_k, action)
     return hidden, out, action, preceding_block(features(action), mask)
+
+
+def has_preceding(block: jax.Array) -> jax.Array:
+    """``[..., A]`` bool: the agent's stored block is non-zero, i.e. it had preceding batches when it acted (a
+    Gaussian action vector of exact zeros is indistinguishable from none, a measure-zero event)."""
+    return jnp.any(block != 0, axis=-1)
+
+
+def preceding_value_loss(per: jax.Array, per_zero: jax.Array, mask: jax.Array, preceded: jax.Array) -> jax.Array:
+    """The critic's loss when ``V^i`` reads the preceding batches' actions (§4.2, ``preceding_values``)::
+
+        [Σ_{active} ℓ(R, V(s, a^{B_k})) + Σ_{active, preceded} ℓ(R, V(s, 0))] / #active
+
+    ``per``: per-entry loss of the value on the stored block; ``per_zero``: of the value on a zero block,
+    against the same λ-return ``R``; ``mask`` the active entries; ``preceded`` :func:`has_preceding`. The second
+    sum makes ``V(s, 0)`` — what the first batch reads — a value of the state alone for every agent (its
+    target's mean given ``s`` is ``V^π(s)``), so the bootstrap states, which have no sampled actions, are
+    valued by it (``E_{a^{B_k}∼π} V(s, a^{B_k}) = V(s)``). Entries without predecessors add nothing, so with one
+    batch this is the critic loss without the block, exactly."""
+    m = mask.astype(per.dtype)
+    extra = (mask & preceded).astype(per.dtype)
+    return (jnp.sum(per * m) + jnp.sum(per_zero * extra)) / jnp.maximum(jnp.sum(m), 1.0)
 
 
 class PrecedingParams(NamedTuple):

@@ -32,7 +32,7 @@ from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
 from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
 from trustmarl.seams.dag import (DagPieces, PrecedingActionShift, PrecedingParams, action_features,
-                                 sample_by_batches)
+                                 has_preceding, preceding_value_loss, sample_by_batches)
 from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces, init_order_state
 from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
 from trustmarl.trainers.protocol import MetricSpec
@@ -219,6 +219,10 @@ class OnPolicyTrainer:
         self.shift_net = AgentNets(PrecedingActionShift(self.own_in_dim, spec.num_actions, c.hidden[-1]),
                                    c.share_params, A, self.hidden_size)
         self.critic = AgentNets(critic, c.share_params, A, self.hidden_size)
+        # B2MAPO §4.2, preceding_values: V^i reads the same block as π^i, through a shift of its own on the value
+        self.preceding_values = c.preceding_values
+        self.critic_shift_net = AgentNets(PrecedingActionShift(0, 1, c.hidden[-1]), c.share_params, A,
+                                          self.hidden_size)
         per_agent = not c.share_params
         self.actor_opt = AgentOptimiser.make(c.max_grad_norm, c.adam_eps,
                                              linear_anneal(c.lr, self.num_updates, c.anneal_lr), per_agent)
@@ -291,6 +295,29 @@ class OnPolicyTrainer:
             return h, jnp.where(avail, out + shift, out)  # unavailable actions keep the masked logit
         return h, out + jnp.concatenate([shift, jnp.zeros_like(shift)], axis=-1)
 
+    def critic_apply(self, params, hidden, x, resets, block=None, final_x=None):
+        """The critic on inputs ``x`` ``[T, E, A, C]`` → ``(hidden, values [T, E, A])``, with ``final_x`` the
+        values of the pre-reset final states as well (``(values, final values)``). With
+        :class:`~trustmarl.seams.dag.PrecedingParams` (``preceding_values``) the values of ``x`` are
+        ``V(s, a^{B_k}) = V_base(s) + W_2 tanh(W_1 block)`` on the preceding batches' action ``block``
+        ``[T, E, A, A·F]``; ``block=None`` and the final states get the zero block, ``V(s, 0) = V_base(s)``
+        (their actions were never sampled; :func:`~trustmarl.seams.dag.preceding_value_loss` trains it as the
+        value of the state)."""
+        extra = () if final_x is None else (final_x,)
+        if not isinstance(params, PrecedingParams):
+            return apply_agents(self.critic, params, hidden, x, resets, *extra)
+        h, out = apply_agents(self.critic, params.base, hidden, x, resets, *extra)
+        if block is None:
+            return h, out
+        _, shift = apply_agents(self.critic_shift_net, params.shift, hidden, block, resets)
+        if final_x is None:
+            return h, out + shift[..., 0]
+        return h, (out[0] + shift[..., 0], out[1])
+
+    def preceding_block_of(self, actor_in: jax.Array) -> jax.Array:
+        """The preceding batches' action block stored in π's inputs (zero width without ``preceding_actions``)."""
+        return actor_in[..., self.own_in_dim:]
+
     # -- init ---------------------------------------------------------------------------------------------
     def _init_own_actor(self, key: jax.Array):
         return init_agents(self.actor, key, jnp.zeros((self.own_in_dim,)), jnp.ones((self.spec.num_actions,), bool))
@@ -304,6 +331,10 @@ class OnPolicyTrainer:
             shift = init_agents(self.shift_net, jax.random.fold_in(k_a, 1), jnp.zeros((self.actor_in_dim,)))
             actor_params = PrecedingParams(actor_params, shift)
         critic_params = init_agents(self.critic, k_c, jnp.zeros((self.critic_in_dim,)))
+        if self.preceding_values:
+            shift = init_agents(self.critic_shift_net, jax.random.fold_in(k_c, 1),
+                                jnp.zeros((self.actor_in_dim - self.own_in_dim,)))
+            critic_params = PrecedingParams(critic_params, shift)
         # fold_in, not a third split: the actor's and critic's keys stay those of every earlier version
         order = init_order_state(self.config.update_order, self._pieces, jax.random.fold_in(rng, 2))
         return LearnerState(actor_params, critic_params, self.actor_opt.init(actor_params),
@@ -448,15 +479,16 @@ class OnPolicyTrainer:
         Returns ``(values, targets, advantages, critic_h, trace)``; ``trace`` (:class:`TraceInputs`) lets a
         sequential update order re-estimate advantages off-policy."""
         c = self.config
-        h_end, out = apply_agents(self.critic, learner.critic_params, runner_start.critic_h, traj.critic_in,
-                                  traj.reset, traj.final_critic_in)
+        h_end, out = self.critic_apply(learner.critic_params, runner_start.critic_h, traj.critic_in, traj.reset,
+                                       self.preceding_block_of(traj.actor_in), traj.final_critic_in)
         if c.bootstrap_truncation:
             values, final_values = out
         else:
             values, final_values = out, jnp.zeros_like(out)
         ts = runner_end.timestep
         last_in = self.critic_in(ts.obs, ts.state)[None]
-        _, last_value = apply_agents(self.critic, learner.critic_params, h_end, last_in, runner_end.reset[None])
+        # s_T's actions are not sampled yet: with preceding_values it is valued by V(s_T, 0)
+        _, last_value = self.critic_apply(learner.critic_params, h_end, last_in, runner_end.reset[None])
         vn = learner.value_norm
         denorm = (lambda v: L.denormalize(vn, v)) if c.value_norm else (lambda v: v)
         v = denorm(values)
@@ -538,11 +570,21 @@ class OnPolicyTrainer:
 
     def critic_loss(self, params, b: Batch, vn: L.ValueNormState):
         c = self.config
-        _, value = apply_agents(self.critic, params, b.critic_h, b.critic_in, b.reset)
         target = L.normalize(vn, b.target) if c.value_norm else b.target
         mask = self._mask(b.active)
-        per = L.value_loss(value, b.value, target, self.value_clip, c.huber_delta)
-        loss = c.vf_coef * L.masked_mean(per, mask)
+        if isinstance(params, PrecedingParams):
+            block = self.preceding_block_of(b.actor_in)
+            _, base = self.critic_apply(params, b.critic_h, b.critic_in, b.reset)
+            _, shift = apply_agents(self.critic_shift_net, params.shift, b.critic_h, block, b.reset)
+            value = base + shift[..., 0]
+            per = L.value_loss(value, b.value, target, self.value_clip, c.huber_delta)
+            # V(s, 0) on the same target, unclipped (b.value is the old V(s, a^{B_k}), not its anchor)
+            per_zero = L.value_loss(base, b.value, target, None, c.huber_delta)
+            loss = c.vf_coef * preceding_value_loss(per, per_zero, mask, has_preceding(block))
+        else:
+            _, value = self.critic_apply(params, b.critic_h, b.critic_in, b.reset)
+            per = L.value_loss(value, b.value, target, self.value_clip, c.huber_delta)
+            loss = c.vf_coef * L.masked_mean(per, mask)
         pred = L.denormalize(vn, value) if c.value_norm else value
         ev = jax.vmap(L.explained_variance, in_axes=(-1, -1, -1))(pred, b.target, mask)
         return loss, {"value_loss": jax.lax.stop_gradient(L.masked_mean(per, mask)),

@@ -3,12 +3,38 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One persistent compilation cache per test session, shared by the xdist workers and by the subprocesses the tests
+# start (they inherit the environment): many tests rebuild the same tiny trainer, and a new closure is a new jit,
+# so without it XLA compiles the same program again and again; compiling dominates the suite's time. The key is
+# the program and the compiler's settings, so a hit returns the executable a fresh compile would build.
+_OWN_CACHE = "TRUSTMARL_TEST_JAX_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["TRUSTMARL_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="trustmarl-jax-cache-")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ["TRUSTMARL_TEST_JAX_CACHE"])
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import jax
 import pytest
 
 from trustmarl.config import Config
+
+# jax may have been imported before this file (by a plugin): set what the environment above says explicitly
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                  int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+
+
+def pytest_unconfigure(config):
+    """The process that made the session's compilation cache removes it (xdist workers inherit and keep it)."""
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["TRUSTMARL_TEST_JAX_CACHE"], ignore_errors=True)
+
 
 TINY = dict(num_envs=4, rollout_length=8, update_epochs=2, num_minibatches=2, hidden=(16, 16),
             total_env_steps=4 * 8 * 3, progress=False, checkpoint_every=1, log_every=1)

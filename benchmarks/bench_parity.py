@@ -27,10 +27,11 @@ Printed per configuration: per seed and as mean ± std over seeds (population st
                      (all threads), the figure to quote on a loaded machine;
   wall to 0.8        steps to 0.8 / env-steps/s (compile excluded), so it scales with the load.
 
-usage: python benchmarks/bench_parity.py [--map 2s3z] [--seeds 3] [--steps 5e5[,2e6]] [--window 5]
+usage: python benchmarks/bench_parity.py [--map 2s3z] [--seeds 3] [--first-seed 0] [--steps 5e5[,2e6]] [--window 5]
                                          [--configs peer,peer_settings,defaults] [--ablate] [--json out.json]
                                          [--peers ../shared/peers]
-       python benchmarks/bench_parity.py --from-json a.json,b.json   (one table from saved runs)
+       python benchmarks/bench_parity.py --from-json a.json,b.json   (one table from saved runs; a configuration
+                                                                     in several files pools its seeds)
 """
 from __future__ import annotations
 
@@ -283,7 +284,8 @@ def print_table(results: dict, checkpoints: list[int], window: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--map", default="2s3z", help="SMAX map (both sides)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds: first-seed .. first-seed+N-1")
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--steps", default="5e5", help="checkpoints in env steps, comma-separated; one run to the largest")
     p.add_argument("--window", type=int, default=5, help="updates averaged before each checkpoint")
     p.add_argument("--configs", default="peer,peer_settings,defaults")
@@ -302,7 +304,18 @@ def main(argv: list[str] | None = None) -> None:
         metas = {(s["meta"]["map"], tuple(s["meta"]["checkpoints"]), s["meta"]["window"]) for s in saved}
         if len(metas) != 1:
             sys.exit(f"bench_parity: --from-json files differ in (map, checkpoints, window): {sorted(metas)}")
-        results = {n: r for s in saved for n, r in s["results"].items()}
+        results = {}
+        for s in saved:  # a configuration in several files (other seeds) is one row over all its seeds
+            for n, r in s["results"].items():
+                if n in results:
+                    seeds = [x["seed"] for x in results[n]["seeds"]]
+                    if any(x["seed"] in seeds for x in r["seeds"]):
+                        sys.exit(f"bench_parity: --from-json: configuration {n!r} has seed(s) in two files")
+                    rows = results[n]["seeds"] + r["seeds"]
+                    results[n] = {**results[n], "seeds": rows, "summary": summarise(rows),
+                                  "series": results[n]["series"] + r["series"]}
+                else:
+                    results[n] = r
         print("; ".join(f"{f}: load {s['meta']['load_start']:.1f} at start, {s['meta']['load_end']:.1f} at end"
                         for f, s in zip(args.from_json.split(","), saved)))
         print_table(results, saved[0]["meta"]["checkpoints"], saved[0]["meta"]["window"])
@@ -311,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
         checkpoints = parse_steps(args.steps)
         if args.seeds < 1:
             raise ValueError(f"--seeds={args.seeds} must be >= 1")
+        if args.first_seed < 0:
+            raise ValueError(f"--first-seed={args.first_seed} must be >= 0")
         if args.window < 1:
             raise ValueError(f"--window={args.window} must be >= 1")
         names = [n for n in args.configs.split(",") if n]
@@ -334,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
                     raise ValueError(f"configuration {n!r}: {e}") from None
     except ValueError as e:
         sys.exit(f"bench_parity: {e}")
-    peers, seeds, total = Path(args.peers), list(range(args.seeds)), checkpoints[-1]
+    peers, total = Path(args.peers), checkpoints[-1]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     load_start = os.getloadavg()
     print(f"bench_parity: {args.map}, seeds {seeds}, one run of {total:.3g} env steps per seed, checkpoints "
           f"{', '.join(f'{c:.3g}' for c in checkpoints)}; load average {load_start[0]:.1f} at start", flush=True)

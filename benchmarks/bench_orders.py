@@ -6,7 +6,9 @@ the plain batch-by-batch order (``update_order=batches``, random partition into 
 wall time of one jitted update (rollout + learning; compile excluded, median of ``--repeats`` timed chunks)
 and of one decentralised decision step (``trainer.act`` for every agent of ``--envs`` envs with the parameters
 evaluation acts with, ``trainer.policy_params``: π_ind for B2MAPO; jitted, median). Printed as two tables with
-the per-map and mean ratio to A2PO (and, for decision time, to MAPPO), as the paper reports them.
+the per-map and mean ratio to A2PO (and, for decision time, to MAPPO), as the paper reports them. A third table
+times the learning step alone (``trainer.learn`` on one fixed rollout: critic pass, advantages, the update
+order with B2MAPO's upper layer and π_ind), the part of an update the order changes.
 
 In trustmarl every order's decision network is MAPPO's (B2MAPO's π_ind is MAPPO's architecture by design;
 trustmarl's A2PO does not condition on preceding agents' actions), so decision times should not differ by
@@ -63,7 +65,7 @@ def _timed(fn, *args, repeats: int) -> dict[str, float]:
     return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
 
 
-def measure(map_name: str, kw: dict, args) -> tuple[dict[str, float], dict[str, float], int]:
+def measure(map_name: str, kw: dict, args) -> tuple[dict[str, dict[str, float]], int]:
     cfg = Config.build({"env": "smax", "map": map_name, "network": "gru", "hidden": (64,), "num_envs": args.envs,
                         "rollout_length": args.rollout, "update_epochs": 2, "num_minibatches": 2,
                         "total_env_steps": args.envs * args.rollout * 10, "measure_trust_region": False,
@@ -74,13 +76,19 @@ def measure(map_name: str, kw: dict, args) -> tuple[dict[str, float], dict[str, 
     state = jax.jit(jax.vmap(trainer.init))(jax.random.PRNGKey(0)[None])
     update = jax.jit(jax.vmap(lambda s: trainer.run_chunk(s, 1)))
     train_s = _timed(update, state, repeats=args.repeats)
+    # the learning step alone (critic pass, advantages, the update order, B2MAPO's upper layer and π_ind) on one
+    # fixed rollout: the part of an update the order changes, closest to the paper's "training time"
+    keys = jax.random.split(jax.random.PRNGKey(3), 1)
+    end, traj = jax.jit(jax.vmap(trainer.rollout))(state.learner, state.runner, keys)
+    learn = jax.jit(jax.vmap(trainer.learn))
+    learn_s = _timed(learn, state.learner, traj, state.runner, end, keys, repeats=args.repeats)
     state = jax.tree.map(lambda x: x[0], state)
     ts = state.runner.timestep
     act = jax.jit(lambda p, h, o, a, r, n: trainer.act(p, h, o, a, r, n).action)
     noise = trainer.draw_noise(jax.random.PRNGKey(1), (args.envs,))
     decide_s = _timed(act, trainer.policy_params(state), state.runner.actor_h, ts.obs, ts.avail,
                       jnp.ones((args.envs,), bool), noise, repeats=args.repeats * 20)
-    return train_s, decide_s, trainer.num_agents
+    return {"train": train_s, "learn": learn_s, "decide": decide_s}, trainer.num_agents
 
 
 def main():
@@ -99,17 +107,22 @@ def main():
     bad = [a for a in algos if a not in ORDERS]
     if bad or "A2PO" not in algos:
         p.error(f"--algos={args.algos!r}: allowed {', '.join(ORDERS)}, and A2PO must be one (the reference)")
-    train, decide, agents = {}, {}, {}
+    train, learn, decide, agents = {}, {}, {}, {}
     for m in maps:
         for name in algos:
             kw = ORDERS[name]
-            t, d, n = measure(m, kw, args)
-            train[(name, m)], decide[(name, m)], agents[m] = t[args.clock], d[args.clock], n
-            print(f"  {m:<12} {name:<8} train {t['wall'] * 1e3:9.1f} ms/update (CPU {t['cpu'] * 1e3:9.1f})   "
+            r, n = measure(m, kw, args)
+            t, ln, d = r["train"], r["learn"], r["decide"]
+            train[(name, m)], learn[(name, m)], decide[(name, m)] = t[args.clock], ln[args.clock], d[args.clock]
+            agents[m] = n
+            print(f"  {m:<12} {name:<8} update {t['wall'] * 1e3:9.1f} ms (CPU {t['cpu'] * 1e3:9.1f})   "
+                  f"learning {ln['wall'] * 1e3:9.1f} ms (CPU {ln['cpu'] * 1e3:9.1f})   "
                   f"decide {d['wall'] * 1e6:8.1f} µs/step (CPU {d['cpu'] * 1e6:8.1f})   "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
     refs = [("A2PO", "A2PO")] + ([("MAPPO", "MAPPO")] if "MAPPO" in algos else [])
-    for title, table, unit, scale, against in (("Training time per update", train, "s", 1.0, refs[:1]),
+    for title, table, unit, scale, against in (("Training time per update (rollout + learning)", train, "s", 1.0,
+                                                refs[:1]),
+                                               ("Learning time per update (no rollout)", learn, "s", 1.0, refs[:1]),
                                                ("Decision time per step", decide, "ms", 1e3, refs)):
         print(f"\n{title} ({unit}, {'process CPU' if args.clock == 'cpu' else 'wall'} time); per map: time (ratio to A2PO); last columns: mean over maps relative to "
               + " and ".join(r for r, _ in against))

@@ -482,13 +482,15 @@ def dag_order(p, d: DagPieces, inner: Callable):
         """``ind_epochs`` passes over the minibatches of eq. 13's loss for π_ind against the updated π."""
         st = learner.order
         b = batch._replace(actor_h=jnp.zeros_like(batch.actor_h))  # π_ind's own (zero) carried state
+        # the updated π is fixed during distillation: its outputs, computed once over the rollout, ride in the
+        # batch's ``dist`` field through the shuffles (not once per minibatch step: ind_epochs·M passes of π)
+        b = b._replace(dist=jax.lax.stop_gradient(d.policy_out(learner.actor_params, b)))
 
         def step(carry, mb):
             params, opt_state = carry
-            target = jax.lax.stop_gradient(d.policy_out(learner.actor_params, mb))
             mask = p.mask(mb)
             loss, g = jax.value_and_grad(
-                lambda q: derived_kl(target, d.policy_out(q, mb), mb.avail, mask, d.discrete))(params)
+                lambda q: derived_kl(mb.dist, d.policy_out(q, mb), mb.avail, mask, d.discrete))(params)
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
             params, opt_state = d.actor_opt.step(params, opt_state, g, learner.updates, everyone)
             return (params, opt_state), (loss, finite)

@@ -290,10 +290,14 @@ class OnPolicyTrainer:
         if not isinstance(params, PrecedingParams):
             return apply_agents(self.actor, params, hidden, own, resets, avail)
         h, out = apply_agents(self.actor, params.base, hidden, own, resets, avail)
-        _, shift = apply_agents(self.shift_net, params.shift, hidden, x, resets)
+        return h, self._with_shift(params.shift, hidden, x, resets, avail, out)
+
+    def _with_shift(self, shift_params, hidden, x, resets, avail, out):
+        """MAPPO's actor outputs ``out`` plus the shift network's term on the block in ``x``."""
+        _, shift = apply_agents(self.shift_net, shift_params, hidden, x, resets)
         if self.spec.discrete:
-            return h, jnp.where(avail, out + shift, out)  # unavailable actions keep the masked logit
-        return h, out + jnp.concatenate([shift, jnp.zeros_like(shift)], axis=-1)
+            return jnp.where(avail, out + shift, out)  # unavailable actions keep the masked logit
+        return out + jnp.concatenate([shift, jnp.zeros_like(shift)], axis=-1)
 
     def critic_apply(self, params, hidden, x, resets, block=None, final_x=None):
         """The critic on inputs ``x`` ``[T, E, A, C]`` → ``(hidden, values [T, E, A])``, with ``final_x`` the
@@ -418,6 +422,15 @@ class OnPolicyTrainer:
         if groups is None:
             h, out, action = policy_pass(None)
             return PolicyStep(h, action, self.logp_entropy(out, action)[0], out)
+        if isinstance(actor_params, PrecedingParams):
+            # MAPPO's part of π reads only the own input, the same in every level's pass: run it (and its GRU)
+            # once and only the shift network per level, instead of K passes of the whole actor
+            h_base, base = apply_agents(self.actor, actor_params.base, hidden, own[None], reset[None], avail[None])
+
+            def policy_pass(block):
+                x = jnp.concatenate([own, block], axis=-1)
+                out = self._with_shift(actor_params.shift, hidden, x[None], reset[None], avail[None], base)
+                return h_base, out[0], self._sample(out[0], noise, greedy)
         h, out, action, block = sample_by_batches(
             policy_pass, groups, lambda a: action_features(a, self.spec.num_actions, self.spec.discrete),
             self.num_agents * self.action_feature_dim, obs.shape[:-2])

@@ -26,6 +26,21 @@ the trust region is measured exactly at the end of every epoch (``measure_at=epo
 maps 3s5z_vs_3s6z (8 agents), 27m_vs_30m (27), 5m_vs_6m (5) and 8m_vs_9m (8), every algorithm with parameter
 sharing as the paper runs SMAC (§5), win rate and return per map.
 
+``zhang2024-grf`` is the same comparison on Google Research Football (Fig. 5): academy_counterattack_easy and
+academy_counterattack_hard, 4 controlled players each, on the host path (``envs/grf.py``, one seed per
+process, so ``seeds`` becomes that many runs ``*_seed0`` .. ``*_seed{seeds-1}``, pooled by the figure and the
+tables). Every algorithm with one parameter set per agent (``share_params=false``: §5 runs GRF
+"parameter-independent"). The paper gives no GRF budget, reward or network; the ones chosen are HARL's tuned
+HAPPO configs for these scenarios (``tuned_configs/football/academy_counterattack_{easy,hard}/happo``; HAPPO
+is the paper's baseline and HARL its source): budget 1.0 = 2.5e7 env steps on easy and 5e7 on hard, the
+``scoring,checkpoints`` reward, simple115v2 observations, feed-forward 64-64 relu networks. The update shape is
+CPU-sized as for SMAX (8 env processes × 128 steps, 5 epochs × 2 minibatches; HARL: 50 × 200/1000 steps,
+15 epochs), overridable with ``--set``. A win is an episode in which the controlled team scored
+(``infos["won"]``: the scoring reward summed over the episode is > 0); the figure draws the win rate and return
+of the rollouts' episodes against env steps, and a table per metric (``zhang2024-grf.md``) gives each
+algorithm's mean ± std over seeds in the last 20 % of its updates. The paper's 5 seeds: ``--seeds 5`` (the
+default is 1, as for every experiment).
+
 ``li2023-table10`` is Table 10 of Li et al. (MAMT): MAAC, MADDPG, MAMD and MAMT on Spread (2 agents),
 Multi-Walker (3, PettingZoo ``multiwalker_v9`` on the host path), Rover-Tower (8) and Pursuit (8), each with
 its own defaults (Table 3's settings: 12 envs, ~100 transitions and 4 gradient steps of batch 1024 per
@@ -77,7 +92,9 @@ class Experiment:
     shares: str | None = None  # another experiment whose runs (and run folders) this figure reads
     select: Callable[[dict], bool] | None = None  # which of the shared experiment's runs (by config)
     base: dict | None = None  # keys every run starts from (None: BASE, the on-policy SMAX shape)
-    table: dict | None = None  # make_table keyword arguments: write a Markdown table instead of a figure
+    # make_table keyword arguments (one dict, or one per table): a Markdown table, beside the figure when
+    # ``figure`` names one, else instead of it
+    table: dict | tuple[dict, ...] | None = None
 
 
 def _fig1():
@@ -132,6 +149,18 @@ def _zhang_smax():
             for a in ("mappo", "happo", "a2po", "b2mapo") for m in ZHANG_HARD_MAPS}
 
 
+# Zhang et al. (2024) Fig. 5 on GRF. Budget 1.0 per scenario: HARL's tuned HAPPO num_env_steps (the paper gives none).
+ZHANG_GRF_STEPS = {"counterattack_easy": 25_000_000, "counterattack_hard": 50_000_000}
+# The GRF runs' shape: the host path steps one env per worker process, so 8 envs (not BASE's 32) on a small CPU.
+GRF_BASE = {**BASE, "num_envs": 8, "share_params": False, "env_options": '{"rewards": "scoring,checkpoints"}'}
+
+
+def _zhang_grf():
+    # §5: "parameter-independent in GRF, according to the ... heterogeneity of agents" (HAPPO's default already).
+    return {f"{a}_{s}": dict(algo=a, env=f"grf_{s}", total_env_steps=n)
+            for a in ("mappo", "happo", "a2po", "b2mapo") for s, n in ZHANG_GRF_STEPS.items()}
+
+
 def _fig9():
     # The same ε for both kinds of ratio (A.6); value function not clipped, as in Fig. 3.
     return {f"{a}_{m}_{_tag(e)}": dict(algo=a, map=m, total_env_steps=FULL_STEPS, clip_eps=e, value_clip=False)
@@ -183,6 +212,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "joint-vs-independent", {"rows": ("win_rate",)}, shares="sun2022-fig9"),
     Experiment("zhang2024-smax", "MAPPO, HAPPO, A2PO and B2MAPO on hard SMAX maps (Zhang et al. 2024, Fig. 4)",
                _zhang_smax, "ippo-vs-mappo"),
+    Experiment("zhang2024-grf", "MAPPO, HAPPO, A2PO and B2MAPO on GRF academy_counterattack_easy/hard "
+               "(Zhang et al. 2024, Fig. 5), host path", _zhang_grf, "ippo-vs-mappo", base=GRF_BASE,
+               table=({"metric": "win_rate", "by": ("algo", "env"), "columns": "env", "window": "tail:0.2"},
+                      {"metric": "return", "by": ("algo", "env"), "columns": "env", "window": "tail:0.2"})),
     Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT and MA-PPO on Spread-2, Multi-Walker-3, Rover-Tower-8, "
                "Pursuit-8, LOLA-DQN on Spread-2 (Li et al. Table 10), mean ± std over seeds of the final training "
                "return", _li_table10, "",
@@ -204,6 +237,8 @@ def plan(name: str, budget: float = 0.01, seeds: int = 1, overrides: dict | None
         raise ValueError(f"experiment {name!r} is unknown; allowed: {', '.join(EXPERIMENTS)}")
     if not 0 < budget <= 1:
         raise ValueError(f"budget={budget} must be in (0, 1] (a fraction of the paper's env steps)")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds={seeds!r} must be an integer >= 1")
     exp = EXPERIMENTS[name]
     if exp.shares:
         shared = plan(exp.shares, budget, seeds, overrides, only)
@@ -260,7 +295,8 @@ def _steps_per_update(cfg: dict) -> int:
 
 def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float = 0.01, seeds: int = 1,
               overrides: dict | None = None, skip_existing: bool = True, only: list[str] | None = None) -> Path:
-    """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path.
+    """Run every configuration of experiment ``name`` and draw its figure; returns the PNG's path (the
+    Markdown table's for an experiment that has a table and no figure; one with both writes both).
 
     An experiment that ``shares`` another's runs (Fig. 10 reads Fig. 9's) uses that experiment's folder, so
     runs already done there are kept and the two figures always show the same runs."""
@@ -285,10 +321,12 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
         s = run.train(config.replace(run_name=run_name, out_dir=str(root)), run_dir=d)
         print(f"    return {s['final_return']:.3f}, win {s['final_win_rate']:.2f}, "
               f"{s['env_steps_per_s']:,.0f} env-steps/s")
-    if exp.table is not None:
-        out = _write_table(exp, dirs, root / f"{name}.md")
-    else:
+    out = None
+    if exp.figure:
         out = figures.FIGURES[exp.figure](dirs, root / f"{name}.png", **exp.figure_kwargs)
+    if exp.table is not None:
+        table = _write_table(exp, dirs, root / f"{name}.md")
+        out = out or table
     (root / f"{name}.json").write_text(json.dumps({"name": name, "doc": exp.doc, "budget": budget,
                                                    "seeds": seeds, "runs": configs}, indent=2, default=str))
     return Path(out)
@@ -297,8 +335,9 @@ def reproduce(name: str, out_dir: str | Path = "runs/reproduce", budget: float =
 def _write_table(exp: Experiment, dirs: list, path: Path) -> Path:
     """The experiment's Markdown table (:func:`trustmarl.analysis.tables.make_table`) to ``path``, printed too."""
     from trustmarl.analysis.tables import make_table
-    table = make_table(dirs, **exp.table)
-    text = f"# {exp.doc}\n\n{table.markdown()}"
+    specs = (exp.table,) if isinstance(exp.table, dict) else exp.table
+    tables = [make_table(dirs, **spec) for spec in specs]
+    text = f"# {exp.doc}\n\n" + "\n\n".join(t.markdown() for t in tables)
     path.write_text(text)
     print(text)
     return path

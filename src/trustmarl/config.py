@@ -116,6 +116,9 @@ class Config:
                        "(its state; its cost and memory grow with it)", low=1, section="sequential")
     ind_epochs: int = _f(1, "batch_partition=dag: passes over the rollout's minibatches of B2MAPO eq. 13 (pi_ind's "
                          "KL to pi) per update", low=1, section="sequential")
+    ind_lr_scale: float = _f(1.0, "batch_partition=dag: pi_ind's learning rate for B2MAPO eq. 13 as a multiple of lr "
+                             "(same schedule; fewer ind_epochs with a larger one cost less per update)", low=0,
+                             low_open=True, section="sequential")
     preceding_actions: bool = _f(False, "batch_partition=dag: pi also reads the actions of the agents in preceding "
                                  "batches (B2MAPO §4.2): the rollout samples batch level by batch level, pi_ind "
                                  "keeps the own observation", section="sequential")

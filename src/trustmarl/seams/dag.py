@@ -85,7 +85,9 @@ predecessors add nothing to the loss, so with one batch the critic's update is M
 **π_ind** has MAPPO's architecture (the trainer's actor on the agent's own input, a second parameter set)
 and after each update takes ``ind_epochs`` passes over the rollout's minibatches of the eq. 13 loss
 ``E_t[Σ_i KL(π^i(·|o^i_t, a^{B_k}_t) ‖ π^i_ind(·|o^i_t))]`` (active entries, the updated π as the fixed target,
-on the rollout's inputs). The paper also updates π_ind "by MAPPO" (§3.2, §4); trustmarl trains it by eq. 13
+on the rollout's inputs), by Adam at ``ind_lr_scale × lr`` (the actor's schedule). Its cost is
+``ind_epochs`` forward and backward passes of π_ind over the rollout per update, the largest single part of
+B2MAPO's update at ``ind_epochs=10`` (docs/results.md). The paper also updates π_ind "by MAPPO" (§3.2, §4); trustmarl trains it by eq. 13
 alone: the rollouts are π's, so a MAPPO step for π_ind on them would be off-policy (its ratio π_ind/π is not
 a behaviour ratio and is unbounded where the two differ), and it would need π_ind's own critic V_ind;
 eq. 13 is the loss the paper writes down. Rollouts are collected by π; evaluation and execution use π_ind
@@ -394,7 +396,8 @@ class DagPieces(NamedTuple):
 
     policy_out: Callable[[Any, Any], jax.Array]  # (actor params, batch) -> actor outputs [T, B, A, ·]
     init_actor: Callable[[jax.Array], Any]  # key -> fresh actor parameters (π_ind)
-    actor_opt: Any  # the actor's optimiser (AgentOptimiser): π_ind uses it; the upper layer its unshared form
+    actor_opt: Any  # the actor's optimiser (AgentOptimiser): the upper layer uses its unshared form
+    ind_opt: Any  # π_ind's optimiser (eq. 13): the actor's, learning rate × ind_lr_scale
     discrete: bool
     input_dim: int  # actor input width D
     rollout_length: int  # T
@@ -422,7 +425,7 @@ def init_dag_state(p, d: DagPieces, key: jax.Array) -> DagState:
     return DagState(gen_params, critic_params, opt.init(gen_params), opt.init(critic_params), x, r,
                     jnp.arange(A, dtype=jnp.int32), jnp.zeros(()), jnp.zeros((), bool),
                     level_groups(jnp.zeros((A,), jnp.int32), min(o.num_batches, A)),
-                    ind_params, d.actor_opt.init(ind_params), L.value_norm_init())
+                    ind_params, d.ind_opt.init(ind_params), L.value_norm_init())
 
 
 def dag_order(p, d: DagPieces, inner: Callable):
@@ -492,7 +495,7 @@ def dag_order(p, d: DagPieces, inner: Callable):
             loss, g = jax.value_and_grad(
                 lambda q: derived_kl(mb.dist, d.policy_out(q, mb), mb.avail, mask, d.discrete))(params)
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
-            params, opt_state = d.actor_opt.step(params, opt_state, g, learner.updates, everyone)
+            params, opt_state = d.ind_opt.step(params, opt_state, g, learner.updates, everyone)
             return (params, opt_state), (loss, finite)
 
         def epoch(carry, k):

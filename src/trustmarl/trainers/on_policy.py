@@ -247,7 +247,8 @@ class OnPolicyTrainer:
         dag = DagPieces(
             policy_out=lambda params, b: self.actor_apply(params, b.actor_h, b.actor_in, b.reset, b.avail)[1],
             init_actor=self._init_own_actor,  # π_ind: MAPPO's actor on the agent's own input
-            actor_opt=self.actor_opt, discrete=spec.discrete, input_dim=self.own_in_dim,
+            actor_opt=self.actor_opt, ind_opt=self._ind_optimiser(), discrete=spec.discrete,
+            input_dim=self.own_in_dim,
             rollout_length=c.rollout_length, num_envs=c.num_envs, hidden=c.hidden[-1])
         self._pieces = UpdatePieces(
             actor_step=self.actor_step, critic_step=self.critic_step, minibatches=self.minibatches,
@@ -257,6 +258,14 @@ class OnPolicyTrainer:
             mask=lambda b: self._mask(b.active), bounds=self._bounds, scores=self.agent_scores,
             clip_eps=self.derived.clip_eps, options=options, dag=dag)
         self._update = UPDATE_ORDERS[c.update_order](self._pieces)
+
+    def _ind_optimiser(self) -> AgentOptimiser:
+        """B2MAPO's π_ind optimiser (eq. 13): the actor's, its learning rate scaled by ``ind_lr_scale``."""
+        scale = self.config.ind_lr_scale
+        if scale == 1.0:
+            return self.actor_opt
+        lr = self.actor_opt.lr
+        return AgentOptimiser(self.actor_opt.tx, self.actor_opt.per_agent, lambda u: scale * lr(u))
 
     def _bounds(self, eps):
         if self.config.no_clip:

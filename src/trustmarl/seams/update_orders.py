@@ -190,7 +190,15 @@ def sequential(p: UpdatePieces, groups_fn: Callable, skip_empty: bool = False):
     """Groups from ``groups_fn(learner, batch, key) -> [K, A] bool`` updated one after another (see the
     module docstring); returns the update function. ``skip_empty``: groups may be empty (a DAG with fewer
     levels than rows); an empty group takes no optimiser step (with shared parameters a zero-gradient Adam
-    step would still move them)."""
+    step would still move them).
+
+    Two things cost nothing in what is computed but matter under the seed ``vmap``, where a ``lax.cond`` on a
+    per-seed predicate runs both branches: (1) the first group's preceding factor is 1 by definition (nobody
+    is updated before it), so its pass of the policy over the batch is not run; (2) with ``skip_empty`` the
+    groups after the last non-empty one run in a ``while_loop`` that stops there (for the slowest seed), not as
+    skipped scan steps, which under ``vmap`` would each cost a full group update (B2MAPO on 27m_vs_30m keeps
+    one DAG level of 3 rows). A group that did not run reports neutral metrics (:func:`_skipped`, its
+    preceding factor included) and the trust-region measurement of the last group that ran."""
     o = p.options
 
     def update(learner, batch, key, trace):
@@ -199,13 +207,14 @@ def sequential(p: UpdatePieces, groups_fn: Callable, skip_empty: bool = False):
         K = groups.shape[0]
         mask = p.mask(batch)
 
-        def group_step(carry, xs):
-            learner, updated = carry
-            group, k = xs
+        def group_step(learner, updated, group, k, first):
             w = o.clip_schedule_weight
             eps_k = p.clip_eps * ((k + 1) / K * w + (1.0 - w))
-            log_ratio = p.policy_logp(learner.actor_params, batch) - batch.logp
-            prod = preceding_factor(log_ratio, updated, mask)  # [T, E], 1 for the first group
+            if first:  # Π over no agent: exactly 1, without a pass of the policy over the batch
+                prod = jnp.ones(batch.adv.shape[:-1], batch.adv.dtype)
+            else:
+                log_ratio = p.policy_logp(learner.actor_params, batch) - batch.logp
+                prod = preceding_factor(log_ratio, updated, mask)  # [T, E]
             ones = jnp.ones_like(batch.adv)
             if o.preceding_factor == "outer":
                 b = batch._replace(factor=_bcast(prod, ones), inner=None)
@@ -243,10 +252,37 @@ def sequential(p: UpdatePieces, groups_fn: Callable, skip_empty: bool = False):
                                 ("max", jnp.where(m > 0, prod, -jnp.inf).max())):
                 metrics[f"preceding_factor_{name}"] = jnp.broadcast_to(value, like.shape)
             tr = p.measure_now(learner, batch) if p.measure_now is not None else None
-            return (learner, updated | group), (metrics, tr)
+            return learner, updated | group, (metrics, tr)
 
-        (learner, _), (metrics, tr) = jax.lax.scan(
-            group_step, (learner, jnp.zeros((p.num_agents,), bool)), (groups, jnp.arange(K)))
+        learner, updated, out0 = group_step(learner, jnp.zeros((p.num_agents,), bool), groups[0],
+                                            jnp.zeros((), jnp.int32), True)
+        if not skip_empty:
+            def scan_step(carry, xs):
+                learner, updated, out = group_step(*carry, *xs, False)
+                return (learner, updated), out
+
+            (learner, _), rest = jax.lax.scan(scan_step, (learner, updated), (groups[1:], jnp.arange(1, K)))
+            metrics, tr = jax.tree.map(lambda a, r: jnp.concatenate([a[None], r], 0), out0, rest)
+        else:
+            # rows 0..n_run−1 run; the rest are empty (a DAG's levels fill a prefix of the rows)
+            n_run = 1 + jnp.max(jnp.where(groups.any(-1), jnp.arange(K), 0))
+            shapes = jax.eval_shape(lambda l, u: group_step(l, u, groups[0], 1, False)[2], learner, updated)
+            metrics0, tr0 = out0
+            skipped = _skipped(shapes[0])
+            metrics = {name: jnp.concatenate([v[None], jnp.broadcast_to(skipped[name][None], (K - 1,) + v.shape)], 0)
+                       for name, v in metrics0.items()}
+            tr = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (K,) + a.shape), tr0)
+
+            def body(carry):
+                learner, updated, k, metrics, tr = carry
+                learner, updated, (m, t) = group_step(learner, updated, groups[k], k, False)
+                put = lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, k, 0)  # noqa: E731
+                return learner, updated, k + 1, jax.tree.map(put, metrics, m), jax.tree.map(put, tr, t)
+
+            learner, _, _, metrics, tr = jax.lax.while_loop(
+                lambda c: c[2] < n_run, body, (learner, updated, jnp.ones((), jnp.int32), metrics, tr))
+            # a group that did not run measured nothing: it keeps the last group's measurement that ran
+            tr = jax.tree.map(lambda x: x[jnp.minimum(jnp.arange(K), n_run - 1)], tr)
         # [K, epochs, M, ...] -> [K·epochs, M, ...]: one row per (group, epoch) pass
         metrics = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
 

@@ -22,7 +22,10 @@ and execution use (``trainer.policy_params``); rollouts use π.
 Defaults: parameter sharing and the MAPPO tricks, as the paper runs every algorithm on SMAC (§5); 3 batches
 at most; ``clip_schedule_weight=0`` (one ε for every batch: eq. 10's ε^{b_k} is given no schedule);
 ``ind_epochs=10`` passes of eq. 13 per update (MPE spread, 2 seeds, 150 updates of one minibatch: eq. 13's KL
-over the last 10 updates 0.35–0.47 with 1 pass, 0.09–0.12 with 4, about 0.01 with 10; docs/results.md).
+over the last 10 updates 0.35–0.47 with 1 pass, 0.09–0.12 with 4, about 0.01 with 10; docs/results.md), its
+Adam steps at ``ind_lr_scale × lr`` (default 1). Fewer passes at a larger rate (``ind_epochs=2,
+ind_lr_scale=5``) cut eq. 13's cost by 5× but left π_ind below the 10 passes' on all 3 seeds of MPE spread
+(docs/results.md, "B2MAPO's training time"), so they are an option, not the default.
 Not implemented: π_ind is trained by eq. 13 only (the paper also updates it by MAPPO); see
 :mod:`trustmarl.seams.dag` for why.
 """

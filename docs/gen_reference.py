@@ -121,12 +121,15 @@ def gen_experiments() -> str:
     for e in EXPERIMENTS.values():
         out += [f"### {e.name}", "", f"{_cell(e.doc)}.", "", f"```bash\ntrustmarl reproduce {e.name}\n```", ""]
         figure = DOCS / "figures" / f"{e.name}.png"
-        if e.table is not None:
+        if e.table is not None and e.figure:
+            out += [f"Writes the figure `{e.name}.png` and Markdown tables, `{e.name}.md`; what was run is on "
+                    f"[Measured results](results.md).", ""]
+        elif e.table is not None:
             out += [f"Writes a Markdown table, `{e.name}.md`, instead of a figure; what was run is on "
                     f"[Measured results](results.md).", ""]
-        elif figure.is_file():
+        if e.figure and figure.is_file():
             out += [f"![{e.name}](figures/{e.name}.png)", ""]
-        else:
+        elif e.figure and e.table is None:
             out += ["(no figure recorded yet)", ""]
     return "\n".join(out)
 

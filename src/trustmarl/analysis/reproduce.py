@@ -214,8 +214,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                _zhang_smax, "ippo-vs-mappo"),
     Experiment("zhang2024-grf", "MAPPO, HAPPO, A2PO and B2MAPO on GRF academy_counterattack_easy/hard "
                "(Zhang et al. 2024, Fig. 5), host path", _zhang_grf, "ippo-vs-mappo", base=GRF_BASE,
-               table=({"metric": "win_rate", "by": ("algo", "env"), "columns": "env", "window": "tail:0.2"},
-                      {"metric": "return", "by": ("algo", "env"), "columns": "env", "window": "tail:0.2"})),
+               table=tuple({"metric": m, "by": ("algo", "env"), "columns": "env", "window": "tail:0.2"}
+                           for m in ("win_rate", "return"))),
     Experiment("li2023-table10", "MAAC, MADDPG, MAMD, MAMT and MA-PPO on Spread-2, Multi-Walker-3, Rover-Tower-8, "
                "Pursuit-8, LOLA-DQN on Spread-2 (Li et al. Table 10), mean ± std over seeds of the final training "
                "return", _li_table10, "",

@@ -114,7 +114,8 @@ def test_ctrl_c_stops_cleanly_after_a_checkpoint_and_a_crashing_worker_exits_6(t
         out, err = procs[name].communicate(timeout=120)
         assert procs[name].returncode == 130, (name, err[-3000:])
         lines = [ln for ln in err.splitlines() if ln.startswith("trustmarl")]
-        assert lines[0] == "trustmarl: SIGINT: stopping after this chunk with a checkpoint (again to abort at once)"
+        assert lines[0] == "trustmarl: SIGINT: stopping after this chunk with a checkpoint (again to abort at once)", \
+            (name, err[-3000:])
         assert lines[-1].startswith("trustmarl: interrupted (SIGINT) after update "), err
         update = int(lines[-1].split("after update ")[1].split()[0])
         assert f"checkpoint of update {update} in " in lines[-1] and "trustmarl resume" in lines[-1]
@@ -147,3 +148,42 @@ def _group_left(pgid, wait=10.0) -> list:
         if not left or time.time() - t > wait:
             return left
         time.sleep(0.2)
+
+
+class _StderrInsideItsOwnWrite:
+    """A stderr whose buffered layer is busy (the main thread was inside its write when the signal came): its
+    write and flush raise what CPython's BufferedWriter raises then; its file descriptor works."""
+
+    def __init__(self, fd):
+        self._fd = fd
+
+    def fileno(self):
+        return self._fd
+
+    def write(self, text):
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+    def flush(self):
+        self.write("")
+
+
+def test_the_stop_message_reaches_stderr_when_the_signal_lands_inside_a_stderr_write(monkeypatch):
+    import sys
+
+    from trustmarl.runtime.loop import _StopOnSignal
+    r, w = os.pipe()
+    try:
+        monkeypatch.setattr(sys, "stderr", _StderrInsideItsOwnWrite(w))
+        stop = _StopOnSignal()
+        stop._handle(signal.SIGTERM, None)  # must neither raise nor lose the line
+        assert stop.signum == signal.SIGTERM
+        os.close(w)
+        w = None
+        assert os.read(r, 4096).decode() == ("trustmarl: SIGTERM: stopping after this chunk with a checkpoint "
+                                             "(again to abort at once)\n")
+        with pytest.raises(KeyboardInterrupt):  # a second signal aborts at once
+            stop._handle(signal.SIGINT, None)
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)

@@ -27,6 +27,7 @@ saved (:class:`~.errors.NonFiniteError`); Ctrl-C or SIGTERM stops after the curr
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -189,9 +190,27 @@ class _StopOnSignal:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        sys.stderr.write(f"trustmarl: {signal.Signals(signum).name}: stopping after this chunk with a checkpoint "
-                         f"(again to abort at once)\n")
-        sys.stderr.flush()
+        # One os.write, not sys.stderr: the handler runs between two bytecodes of the main thread, which may be
+        # inside sys.stderr's own buffered write, where a second write raises "reentrant call" and the message
+        # is lost (or the exception lands in code that swallows it).
+        msg = (f"trustmarl: {signal.Signals(signum).name}: stopping after this chunk with a checkpoint "
+               f"(again to abort at once)\n")
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            fd = None  # a stream without a file (captured output): its own write is all there is
+        if fd is not None:
+            try:
+                sys.stderr.flush()  # what the main thread wrote before goes first
+            except (OSError, ValueError, RuntimeError):
+                pass  # "reentrant call": the main thread is inside that flush
+        try:
+            if fd is None:
+                sys.stderr.write(msg)
+            else:
+                os.write(fd, msg.encode())
+        except (OSError, ValueError, RuntimeError):
+            pass  # a lost message must not turn a clean stop into a crash
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

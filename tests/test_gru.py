@@ -1,4 +1,5 @@
-"""ResetGRU: flax's GRU equations with resets, and gradients bit for bit those of the whole-input projection."""
+"""ResetGRU: flax's GRU equations with resets; values and gradients those of the whole-input projection up to
+float32 rounding."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -52,7 +53,8 @@ def test_reset_gru_matches_flax_gru_cell_with_resets():
 
 
 def _whole_projection(p, h0, xs, resets, precision):
-    """The formulation before the bias moved into the loop: input_proj(xs) of all steps, then the scan."""
+    """The formulation before the input product moved into the loop: input_proj(xs) of all steps as one
+    [T·B, D] product, then the scan reading its slices."""
     w = p["params"]
     gx = _dense_arith(xs, w["input_proj"]["kernel"], w["input_proj"]["bias"], precision)
 
@@ -64,16 +66,25 @@ def _whole_projection(p, h0, xs, resets, precision):
     return jax.lax.scan(step, h0, (gx, resets))
 
 
+# The two layouts differ only in the order XLA's CPU product sums (it depends on the row count), with bf16
+# operands too (float32 accumulation). ATOL is per unit of the array's largest entry: a gradient entry that
+# is a sum over 64 steps with cancellation keeps the absolute rounding error of terms of that size.
+RTOL, ATOL = 1e-5, 1e-6
+
+
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
 @pytest.mark.parametrize("jit", [False, True])
-def test_reset_gru_values_and_gradients_bit_equal_whole_input_projection(precision, jit):
-    """Values and the gradients of every parameter, the inputs and the initial state are exactly (==) those of
-    projecting the whole input first: the bias added in the loop changes no float32 sum, and the projection's
-    backward is autodiff's on the whole input (ResetGRU's _projection_cotangent)."""
+def test_reset_gru_values_and_gradients_match_whole_input_projection(precision, jit):
+    """Values and the gradients of every parameter, the inputs and the initial state agree with projecting the
+    whole input first (the layout before ResetGRU took the input product into its loop) to float32 rounding,
+    on T = 64 steps with resets, so that the step-by-step sum ∂W = Σ_t x_tᵀ∂y_t runs over many terms."""
     gru = ResetGRU(H, precision)
     _, p = _params()
-    h0, xs, resets = _inputs()
-    weights = jnp.asarray(np.random.default_rng(3).normal(size=(T, B, H)).astype(np.float32))
+    r = np.random.default_rng(2)
+    xs = jnp.asarray(r.normal(size=(64, B, D)).astype(np.float32))
+    resets = jnp.asarray(r.random((64, B)) < 0.1)
+    h0 = _inputs()[0]
+    weights = jnp.asarray(r.normal(size=(64, B, H)).astype(np.float32))
 
     def loss(apply):
         def f(p, h0, xs):
@@ -88,6 +99,8 @@ def test_reset_gru_values_and_gradients_bit_equal_whole_input_projection(precisi
     got, want = ours(p, h0, xs), ref(p, h0, xs)
     got_leaves, want_leaves = jax.tree.leaves(got), jax.tree.leaves(want)
     assert len(got_leaves) == len(want_leaves) == 7  # loss; 4 parameters; h0; xs
-    for g, r in zip(got_leaves, want_leaves):
-        np.testing.assert_array_equal(np.asarray(g), np.asarray(r))
+    for g, w in zip(got_leaves, want_leaves):
+        g, w = np.asarray(g), np.asarray(w)
+        scale = max(1.0, float(np.abs(w).max()))
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL * scale)
     assert float(jnp.abs(got[1][0]["params"]["input_proj"]["bias"]).sum()) > 0  # the bias gradient is not lost

@@ -328,30 +328,6 @@ def _dense_arith(x, kernel, bias, precision: str = "float32"):
     return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _projection_cotangent(x, kernel, bias, precision):
-    """Zeros ``[T, B, 3H]`` that carry the gradient of a GRU's input projection ``y = x·W + b``.
-
-    :class:`ResetGRU` forms ``y_t`` inside its time loop under ``stop_gradient`` and adds step ``t`` of these
-    zeros, so the value is ``y_t`` and the cotangent that reaches this array is ``∂L/∂y`` ``[T, B, 3H]``. The
-    backward is autodiff's for ``y`` computed on the whole input at once: ``∂x = ∂y·Wᵀ``, ``∂W = xᵀ∂y``
-    (contracting the T and B axes), ``∂b = Σ_{t,b} ∂y``, so the gradients are bit for bit those of
-    ``input_proj(xs)``, where autodiff of the in-loop bias add would instead sum ``∂b`` step by step."""
-    return jnp.zeros(x.shape[:-1] + kernel.shape[-1:], x.dtype)
-
-
-def _pc_fwd(x, kernel, bias, precision):
-    return _projection_cotangent(x, kernel, bias, precision), (x, kernel, bias)
-
-
-def _pc_bwd(precision, res, g):
-    x, kernel, bias = res
-    return jax.vjp(lambda a, w, b: _dense_arith(a, w, b, precision), x, kernel, bias)[1](g)
-
-
-_projection_cotangent.defvjp(_pc_fwd, _pc_bwd)
-
-
 class ResetGRU(nn.Module):
     """GRU over time whose state is zeroed where ``resets`` marks the first step of an episode.
 
@@ -360,14 +336,16 @@ class ResetGRU(nn.Module):
         r = σ(W_ir x + b_ir + W_hr h),   z = σ(W_iz x + b_iz + W_hz h)
         n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),   h' = (1 − z) ⊙ n + z ⊙ h
 
-    laid out for speed: the input products of all T steps are one ``[T·B, D] × [D, 3H]`` matrix product
-    outside the time loop, and the loop does one fused ``[B, H] × [H, 3H]`` product per step (flax's cell
-    does six small ones). The input bias is added inside the loop, step by step: the values are those of
-    ``input_proj`` (the same float32 sums), but a ``[T, B, 3H]`` pass that wrote the biased projection
-    out, to be read back slice by slice, is gone (T = 128, B = 160, D = H = 128, CPU time on a loaded 2-core
-    machine over four runs: forward 71–80 → 51–63 ms, forward and backward 183–201 → 167–186 ms); the gradients are autodiff's of ``input_proj`` on the whole input,
-    bit for bit (:func:`_projection_cotangent`). Input kernels are LeCun-normal and recurrent kernels
-    orthogonal, as in flax.
+    laid out as flax's cell under ``nn.scan`` computes it, with fewer products: each step of the time loop
+    does its own input product ``x_t·W + b`` (``[B, D] × [D, 3H]``) and one fused recurrent product
+    ``[B, H] × [H, 3H]`` (flax's cell does six small ones); autodiff of the loop accumulates
+    ``∂W = Σ_t x_tᵀ∂y_t`` step by step, as the peer's does. On this CPU that is faster than one
+    ``[T·B, D] × [D, 3H]`` product before the loop whose ``[T, B, 3H]`` result the loop reads back slice by
+    slice (T = 128, B = 160, D = H = 128, CPU time on the loaded 2-core machine, five calls each: forward
+    74–79 → 35–39 ms, forward and backward 179–196 → 146–153 ms). The two layouts agree to float32 rounding
+    (XLA's CPU product sums in an order that depends on the number of rows), not bit for bit:
+    ``tests/test_gru.py`` compares values and gradients with the whole-input projection.
+    Input kernels are LeCun-normal and recurrent kernels orthogonal, as in flax.
     """
 
     features: int
@@ -388,17 +366,14 @@ class ResetGRU(nn.Module):
             self.input_proj(xs)  # creates input_proj's parameters, read below
         w = self.input_proj.variables["params"]
         kernel, bias_n = self.recurrent_kernel, self.recurrent_bias_n
-        products = jax.lax.stop_gradient(_dense_product(xs, w["kernel"], self.precision))
-        carrier = _projection_cotangent(xs, w["kernel"], w["bias"], self.precision)
 
         def step(h, inp):
-            p, c, r0 = inp
-            # input_proj(x_t) = x_t·W + b, the bias added here (see _projection_cotangent for the gradient)
-            g = jax.lax.stop_gradient(p + jnp.reshape(w["bias"], (1,) * (p.ndim - 1) + (-1,))) + c
+            x, r0 = inp
+            g = _dense_arith(x, w["kernel"], w["bias"], self.precision)  # input_proj(x_t), inside the loop
             h = _gru_cell(jnp.where(r0[:, None], 0.0, h), g, kernel, bias_n, self.precision)
             return h, h
 
-        return jax.lax.scan(step, hidden, (products, carrier, resets))
+        return jax.lax.scan(step, hidden, (xs, resets))
 
     def one_step(self, hidden, x):
         """One cell step from given hidden states, any leading axes (no reset)."""

@@ -383,9 +383,10 @@ class ResetGRU(nn.Module):
 class SequenceNet(nn.Module):
     """Torso → (GRU) → head, on ``[T, B, D]``. ``out`` is the head width (actions, or 1 for a value).
 
-    With ``final_x`` [T, B, D] it also returns the head's output one step *after* each step t on input
-    ``final_x[t]`` — the value of the pre-reset state at an episode end, needed to bootstrap at a
-    truncation without re-running the rollout.
+    With ``with_states=True`` it also returns the GRU's output at every step (the torso's without a GRU),
+    from which :meth:`final_value` gives the head's output one step *after* a step t on another input — the
+    value of the pre-reset state at an episode end, needed to bootstrap at a truncation without re-running
+    the rollout.
     """
 
     out: int
@@ -418,17 +419,20 @@ class SequenceNet(nn.Module):
             h = ACTIVATIONS[self.activation](self.post(h))
         return self.head(h)
 
-    def __call__(self, hidden, x, resets, final_x=None):
+    def __call__(self, hidden, x, resets, with_states: bool = False):
         emb = self.torso(x)
         if self.recurrent:
             hidden, emb = self.gru(hidden, emb, resets)
         y = self._top(emb)
-        if final_x is None:
-            return hidden, y
+        return hidden, ((y, emb) if with_states else y)
+
+    def final_value(self, states, final_x):
+        """The head's output on ``final_x`` one step after GRU outputs ``states`` (any leading axes):
+        ``top(GRU(h_t, torso(x'_t)))``; without a GRU ``top(torso(x'_t))``, ``states`` unread."""
         femb = self.torso(final_x)
         if self.recurrent:
-            femb = self.gru.one_step(emb, femb)
-        return hidden, (y, self._top(femb))
+            femb = self.gru.one_step(states, femb)
+        return self._top(femb)
 
 
 class Actor(nn.Module):
@@ -469,13 +473,20 @@ class Critic(nn.Module):
     heads: int = 4
     post_gru_gain: float = float(np.sqrt(2))
 
-    @nn.compact
-    def __call__(self, hidden, x, resets, final_x=None):
-        """Values [T, B]; with ``final_x`` also the values of the final (pre-reset) states, see SequenceNet."""
-        hidden, out = SequenceNet(1, self.hidden, self.recurrent, self.activation,
-                                  self.layer_norm_input, 1.0, self.precision, self.entities,
-                                  self.heads, self.post_gru_gain)(hidden, x, resets, final_x)
-        return hidden, jax.tree.map(lambda v: v[..., 0], out)
+    def setup(self):
+        # the attribute's name is the parameter scope the compact form gave it, so parameter trees (and saved
+        # checkpoints) keep their names
+        self.SequenceNet_0 = SequenceNet(1, self.hidden, self.recurrent, self.activation, self.layer_norm_input,
+                                         1.0, self.precision, self.entities, self.heads, self.post_gru_gain)
+
+    def __call__(self, hidden, x, resets, with_states: bool = False):
+        """Values [T, B]; with ``with_states`` ``(values, per-step GRU outputs [T, B, H])``, see SequenceNet."""
+        hidden, out = self.SequenceNet_0(hidden, x, resets, with_states)
+        return hidden, ((out[0][..., 0], out[1]) if with_states else out[..., 0])
+
+    def final_value(self, states, final_x):
+        """Values of the pre-reset states ``final_x`` [..., D] one step after GRU outputs ``states`` [..., H]."""
+        return self.SequenceNet_0.final_value(states, final_x)[..., 0]
 
 
 def distribution(params_out: jax.Array, discrete: bool):
@@ -506,9 +517,9 @@ def init_agents(nets: AgentNets, rng: jax.Array, *example_inputs) -> Any:
     return jax.vmap(lambda k: nets.module.init(k, hidden, args[0], resets, *args[1:]))(keys)
 
 
-def apply_agents(nets: AgentNets, params, hidden, x, resets, *extra):
+def apply_agents(nets: AgentNets, params, hidden, x, resets, *extra, **static):
     """Apply over agents. ``hidden`` [E, A, H]; ``x`` [T, E, A, D]; ``resets`` [T, E] or [T, E, A]; ``extra`` [T, E, A, ...]
-    or None.
+    or None; ``static``: keyword arguments passed to the module as they are (not arrays).
 
     Returns ``(hidden [E, A, H], out [T, E, A, ...])`` (``out`` may be a tuple of such arrays).
     """
@@ -518,12 +529,24 @@ def apply_agents(nets: AgentNets, params, hidden, x, resets, *extra):
     if nets.shared:
         flat = lambda z: None if z is None else z.reshape((T, E * A) + z.shape[3:])
         h, out = nets.module.apply(params, hidden.reshape(E * A, -1), flat(x), flat(resets_a),
-                                   *[flat(z) for z in extra])
+                                   *[flat(z) for z in extra], **static)
         unflat = lambda z: z.reshape((T, E, A) + z.shape[2:])
         return h.reshape(E, A, -1), jax.tree.map(unflat, out)
 
     def one(p, h, xi, ri, *ei):
-        return nets.module.apply(p, h, xi, ri, *ei)
+        return nets.module.apply(p, h, xi, ri, *ei, **static)
 
     in_axes = (0, 1, 2, 2) + tuple(None if z is None else 2 for z in extra)
     return jax.vmap(one, in_axes=in_axes, out_axes=(1, 2))(params, hidden, x, resets_a, *extra)
+
+
+def apply_rows(nets: AgentNets, params, method: str, *rows):
+    """``module.<method>`` on rows of every agent: each of ``rows`` ``[K, A, ...]`` → ``[K, A, ...]``; shared
+    parameters fold the agents into the rows, per-agent parameters are ``vmap``-ed over the agent axis."""
+    K, A = rows[0].shape[:2]
+    fn = getattr(type(nets.module), method)
+    if nets.shared:
+        out = nets.module.apply(params, *[r.reshape((K * A,) + r.shape[2:]) for r in rows], method=fn)
+        return out.reshape((K, A) + out.shape[1:])
+    return jax.vmap(lambda p, *r: nets.module.apply(p, *r, method=fn), in_axes=(0,) + (1,) * len(rows),
+                    out_axes=1)(params, *rows)

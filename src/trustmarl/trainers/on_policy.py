@@ -27,7 +27,7 @@ from trustmarl import trust_region as TR
 from trustmarl.algos import ALGORITHMS
 from trustmarl.config import Config, ConfigError, Derived
 from trustmarl.envs import AdapterState, Timestep
-from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, distribution, init_agents
+from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, apply_rows, distribution, init_agents
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
 from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
@@ -308,24 +308,53 @@ class OnPolicyTrainer:
             return jnp.where(avail, out + shift, out)  # unavailable actions keep the masked logit
         return out + jnp.concatenate([shift, jnp.zeros_like(shift)], axis=-1)
 
-    def critic_apply(self, params, hidden, x, resets, block=None, final_x=None):
-        """The critic on inputs ``x`` ``[T, E, A, C]`` → ``(hidden, values [T, E, A])``, with ``final_x`` the
-        values of the pre-reset final states as well (``(values, final values)``). With
+    def critic_apply(self, params, hidden, x, resets, block=None, final_x=None, ended=None):
+        """The critic on inputs ``x`` ``[T, E, A, C]`` → ``(hidden, values [T, E, A])``; with ``final_x`` and
+        ``ended`` [T, E] also the values of the pre-reset final states where ``ended`` (``(values, final
+        values)``, the final values 0 elsewhere; see :meth:`final_values`). With
         :class:`~trustmarl.seams.dag.PrecedingParams` (``preceding_values``) the values of ``x`` are
         ``V(s, a^{B_k}) = V_base(s) + W_2 tanh(W_1 block)`` on the preceding batches' action ``block``
         ``[T, E, A, A·F]``; ``block=None`` and the final states get the zero block, ``V(s, 0) = V_base(s)``
         (their actions were never sampled; :func:`~trustmarl.seams.dag.preceding_value_loss` trains it as the
         value of the state)."""
-        extra = () if final_x is None else (final_x,)
-        if not isinstance(params, PrecedingParams):
-            return apply_agents(self.critic, params, hidden, x, resets, *extra)
-        h, out = apply_agents(self.critic, params.base, hidden, x, resets, *extra)
-        if block is None:
-            return h, out
-        _, shift = apply_agents(self.critic_shift_net, params.shift, hidden, block, resets)
+        base = params.base if isinstance(params, PrecedingParams) else params
         if final_x is None:
-            return h, out + shift[..., 0]
-        return h, (out[0] + shift[..., 0], out[1])
+            h, out = apply_agents(self.critic, base, hidden, x, resets)
+        else:
+            h, (out, states) = apply_agents(self.critic, base, hidden, x, resets, with_states=True)
+        if isinstance(params, PrecedingParams) and block is not None:
+            _, shift = apply_agents(self.critic_shift_net, params.shift, hidden, block, resets)
+            out = out + shift[..., 0]
+        if final_x is None:
+            return h, out
+        return h, (out, self.final_values(base, states, final_x, ended))
+
+    def final_values(self, params, states, final_x, ended):
+        """``V(s'_t)`` of the pre-reset final states ``final_x`` ``[T, E, A, C]`` where step t ended an episode
+        (``ended`` [T, E]), 0 elsewhere: one GRU step from the critic's output at t (``states`` [T, E, A, H])
+        on ``s'_t``, then the head. Only the ended (t, e) rows are computed, gathered ``chunk`` at a time (the
+        first T·E/16, more chunks in a loop when more steps ended), instead of all T·E: GAE reads the final
+        value only where an episode ended (``next_v = V(s'_t)`` there, ``V(s_{t+1})`` elsewhere)."""
+        T, E, A = final_x.shape[:3]
+        rows = T * E
+        chunk = max(1, -(-rows // 16))
+        flat_end = ended.reshape(rows)
+        n = flat_end.sum()
+        # the ended rows first, in order; rows past n are filled with an index past the end
+        idx_all = jnp.nonzero(flat_end, size=rows + (-rows) % chunk, fill_value=rows)[0]
+        states = states.reshape((rows,) + states.shape[2:])
+        final_x = final_x.reshape((rows,) + final_x.shape[2:])
+
+        def body(carry):
+            i, out = carry
+            idx = jax.lax.dynamic_slice(idx_all, (i * chunk,), (chunk,))
+            take = lambda z: jnp.take(z, idx, axis=0, mode="clip")  # noqa: E731  (past-the-end rows: discarded)
+            v = apply_rows(self.critic, params, "final_value", take(states), take(final_x))
+            return i + 1, out.at[idx].set(v, mode="drop")
+
+        _, out = jax.lax.while_loop(lambda carry: carry[0] * chunk < n, body,
+                                    (jnp.zeros((), jnp.int32), jnp.zeros((rows, A), states.dtype)))
+        return out.reshape(T, E, A)
 
     def preceding_block_of(self, actor_in: jax.Array) -> jax.Array:
         """The preceding batches' action block stored in π's inputs (zero width without ``preceding_actions``)."""
@@ -501,8 +530,9 @@ class OnPolicyTrainer:
         Returns ``(values, targets, advantages, critic_h, trace)``; ``trace`` (:class:`TraceInputs`) lets a
         sequential update order re-estimate advantages off-policy."""
         c = self.config
+        ended = traj.terminated | traj.truncated
         h_end, out = self.critic_apply(learner.critic_params, runner_start.critic_h, traj.critic_in, traj.reset,
-                                       self.preceding_block_of(traj.actor_in), traj.final_critic_in)
+                                       self.preceding_block_of(traj.actor_in), traj.final_critic_in, ended)
         if c.bootstrap_truncation:
             values, final_values = out
         else:
@@ -516,7 +546,7 @@ class OnPolicyTrainer:
         v = denorm(values)
         # V'_t: V_{t+1} within an episode; the pre-reset final state's value where step t ended an episode.
         following = jnp.concatenate([v[1:], denorm(last_value)], axis=0)
-        ended = (traj.terminated | traj.truncated)[..., None]
+        ended = ended[..., None]
         next_v = jnp.where(ended, denorm(final_values), following)
         adv, targets = self.advantage(traj.reward, v, next_v, traj.terminated[..., None], ended, c.gamma,
                                       c.gae_lambda)

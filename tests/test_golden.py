@@ -8,7 +8,11 @@ instead of distrax's sampler; see the commit that did it), and must match that r
 cases with an input LayerNorm (MAPPO-GRU, JR-PPO, host MAPPO) were re-recorded when the LayerNorm→Dense
 backward contracted a 2-D view of its input (a reordered float32 sum: parameters moved by at most
 1.2e-7, metrics by 6.5e-6 relative or, for KL/TV estimates and losses near 0, 1.5e-8 absolute; the
-commit that did it lists the differences); IPPO's still dates from 8ee4639.
+commit that did it lists the differences); IPPO's still dates from 8ee4639. MAPPO-GRU and host MAPPO were
+re-recorded again when the GRU took its input product into the time loop and the critic valued final states
+on the ended rows only (rounding only: ``tests/test_gru.py`` and ``tests/test_final_values.py`` compare the new
+computations with the old at rtol 1e-5; parameters moved by at most 1.2e-7, metrics by 1e-5 relative or, near 0,
+3e-8 absolute).
 """
 import os
 

@@ -7,7 +7,9 @@ the host loop took the trainer's own policy step (``--host-only`` rewrites just 
 with MAPPO's input LayerNorm (MAPPO-GRU, JR-PPO, host MAPPO) were re-recorded when the LayerNorm→Dense
 backward took its parameter-gradient product over a 2-D view of the rows (a reordered float32 sum:
 parameters within 1.2e-7 of the old recording, metrics within 6.5e-6 relative or, for KL/TV estimates
-and losses near 0, 1.5e-8 absolute); IPPO's case still matches 8ee4639.
+and losses near 0, 1.5e-8 absolute); IPPO's case still matches 8ee4639. MAPPO-GRU and host MAPPO were
+re-recorded when ResetGRU took its input product into the time loop and the critic valued final states on the
+ended rows only (rounding: parameters within 1.2e-7, metrics within 1e-5 relative or 3e-8 absolute near 0).
 ``tests/test_golden.py`` recomputes them and asks for equality. The per-update ``nonfinite`` flag is not
 recorded: the test asks it to be 0 on these runs.
 """

@@ -44,8 +44,8 @@ ORDERS = {
     "HAPPO": dict(algo="happo", share_params=True),
     "A2PO": dict(algo="a2po"),
     "B2MAPO": dict(algo="b2mapo"),
-    # π_ind by 2 passes of eq. 13 at 5× the learning rate instead of 10 at 1× (the ind_lr_scale option)
-    "B2MAPO-ind2": dict(algo="b2mapo", ind_epochs=2, ind_lr_scale=5.0),
+    # π_ind by 10 passes of eq. 13 after the update (the schedule before ind_during became the default)
+    "B2MAPO-after10": dict(algo="b2mapo", ind_during=False, ind_epochs=10),
     "batches": dict(algo="a2po", update_order="batches", batch_order="score", clip_schedule_weight=0.0),
 }
 

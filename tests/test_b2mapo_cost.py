@@ -109,3 +109,81 @@ def test_ind_lr_scale_must_be_positive():
     from trustmarl.config import Config, ConfigError
     with pytest.raises(ConfigError, match="ind_lr_scale"):
         Config.build({"algo": "b2mapo", "ind_lr_scale": 0.0})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ind_during: eq. 13's π_ind step fused into the actor's minibatch steps
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("jit", [False, True])
+def test_eq13_gradient_in_pi_inds_logits_on_hand_numbers(jit):
+    """``∂KL(p ‖ softmax(z))/∂z = softmax(z) − p`` per active entry, divided by the active count: agent 0
+    p = [0.5, 0.5, −], q = [0.25, 0.75, −] (third action unavailable) → [−0.25, 0.25, 0]; agent 1 inactive → 0.
+    This is the gradient the fused step passes into π_ind's network (π's side is fixed)."""
+    from trustmarl.networks import MASKED_LOGIT
+    from trustmarl.seams.dag import derived_kl
+    avail = jnp.array([[True, True, False], [True, True, True]])
+    p = jnp.where(avail, jnp.log(jnp.array([[0.5, 0.5, 1.0], [0.9, 0.05, 0.05]])), MASKED_LOGIT)
+    q = jnp.where(avail, jnp.log(jnp.array([[0.25, 0.75, 1.0], [0.1, 0.1, 0.8]])), MASKED_LOGIT)
+    grad = jax.grad(lambda z: derived_kl(p, z, avail, jnp.array([True, False]), True))
+    g = (jax.jit(grad) if jit else grad)(q)
+    np.testing.assert_allclose(np.asarray(g), [[-0.25, 0.25, 0.0], [0.0, 0.0, 0.0]], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def fused(setup):
+    """One minibatch of the module's rollout and π_ind's fused-step companion."""
+    from trustmarl.seams.dag import ind_companion
+    trainer, state, batch, _, _ = setup
+    mb = jax.tree.map(lambda x: x[0], trainer.minibatches(batch, jax.random.PRNGKey(4)))
+    return trainer, state.learner, mb, ind_companion(trainer._pieces, trainer._pieces.dag)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_fused_step_leaves_pis_step_unchanged_and_gives_pi_ind_eq13s_gradient(fused, jit):
+    """``actor_step(..., companion=π_ind)``: π's parameters and optimiser state after the step equal those of
+    the step without the companion (KL's π side is stop-gradient'ed), and π_ind's gradient equals that of
+    eq. 13's loss computed apart, ``∇_φ E[KL(sg(π_θ) ‖ π_φ)]`` with π's outputs from a separate pass; π_ind then
+    takes its optimiser's step with that gradient."""
+    from trustmarl.seams.dag import derived_kl
+    trainer, learner, mb, comp = fused
+    d = trainer._pieces.dag
+    everyone = jnp.ones((trainer.num_agents,), bool)
+    recorded = comp._replace(step=lambda lr, g: (comp.step(lr, g)[0], {"g_ind": g}))
+
+    def both(learner):
+        plain, _ = trainer.actor_step(learner, mb, everyone)
+        with_ind, m = trainer.actor_step(learner, mb, everyone, companion=recorded)
+        return plain, with_ind, m
+
+    plain, with_ind, m = (jax.jit(both) if jit else both)(learner)
+    for x, y in zip(jax.tree.leaves((plain.actor_params, plain.actor_opt)),
+                    jax.tree.leaves((with_ind.actor_params, with_ind.actor_opt))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    def apart(phi):
+        target = jax.lax.stop_gradient(d.policy_out(learner.actor_params, mb))
+        own = mb._replace(actor_h=jnp.zeros_like(mb.actor_h))
+        return derived_kl(target, d.policy_out(phi, own), mb.avail, trainer._pieces.mask(mb), d.discrete)
+
+    phi = learner.order.ind_params
+    grad = jax.value_and_grad(apart)
+    kl, g_ref = (jax.jit(grad) if jit else grad)(phi)
+    # two programs: a KL of ~3e-5 is a difference of O(1) log-probabilities, so its last digits are rounding
+    assert float(m["derived_kl"]) == pytest.approx(float(kl), rel=1e-4, abs=1e-9)
+    for x, y in zip(jax.tree.leaves(m["g_ind"]), jax.tree.leaves(g_ref)):
+        y = np.asarray(y)
+        np.testing.assert_allclose(np.asarray(x), y, rtol=1e-4, atol=1e-4 * float(np.abs(y).max()) + 1e-12)
+    assert float(kl) > 0 and any(float(jnp.abs(x).max()) > 0 for x in jax.tree.leaves(g_ref))
+    # the real companion's step: π_ind's optimiser on that gradient, π's state as without the companion
+    stepped, m2 = trainer.actor_step(learner, mb, everyone, companion=comp)
+    expected, _ = d.ind_opt.step(phi, learner.order.ind_opt, g_ref, learner.updates, everyone)
+    for x, y in zip(jax.tree.leaves(stepped.order.ind_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    assert bool(m2["derived_grads_finite"])
+
+
+def test_pi_ind_must_be_trained_by_some_schedule():
+    from trustmarl.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="ind_epochs=0 with ind_during=false"):
+        Config.build({"algo": "b2mapo", "ind_epochs": 0, "ind_during": False})
+    Config.build({"algo": "b2mapo", "ind_epochs": 0, "ind_during": True})

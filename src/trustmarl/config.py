@@ -115,7 +115,11 @@ class Config:
     dag_envs: int = _f(4, "batch_partition=dag: envs of the rollout whose trajectories the upper layer encodes "
                        "(its state; its cost and memory grow with it)", low=1, section="sequential")
     ind_epochs: int = _f(1, "batch_partition=dag: passes over the rollout's minibatches of B2MAPO eq. 13 (pi_ind's "
-                         "KL to pi) per update", low=1, section="sequential")
+                         "KL to the updated pi) after each update; 0: none (needs ind_during)", low=0,
+                         section="sequential")
+    ind_during: bool = _f(False, "batch_partition=dag: one step of B2MAPO eq. 13 for pi_ind fused into every actor "
+                          "minibatch step (KL to pi as it is at that step, same forward/backward pass)",
+                          section="sequential")
     ind_lr_scale: float = _f(1.0, "batch_partition=dag: pi_ind's learning rate for B2MAPO eq. 13 as a multiple of lr "
                              "(same schedule; fewer ind_epochs with a larger one cost less per update)", low=0,
                              low_open=True, section="sequential")
@@ -291,6 +295,10 @@ class Config:
             raise ConfigError(f"preceding_actions=True needs batch_partition=dag with update_order=batches (the "
                               f"batches must be known before the rollout), got update_order={self.update_order}, "
                               f"batch_partition={self.batch_partition}; allowed: algo=b2mapo, or preceding_actions=false")
+        if self.batch_partition == "dag" and self.update_order == "batches" and self.ind_epochs == 0 \
+                and not self.ind_during:
+            raise ConfigError("ind_epochs=0 with ind_during=false never trains pi_ind (B2MAPO eq. 13); allowed: "
+                              "ind_epochs >= 1, or ind_during=true")
         if self.preceding_values and not self.preceding_actions:
             raise ConfigError("preceding_values=True needs preceding_actions=True (V reads the block pi's rollout "
                               "stores); allowed: preceding_values=false, or preceding_actions=true")

@@ -82,15 +82,27 @@ the target's mean given ``s`` is ``V^π(s) = E_{a^{B_k}∼π} V(s, a^{B_k})``, w
 needs, and ``V(s, 0)`` is also what the first batch reads, whose value is that of the state. Entries without
 predecessors add nothing to the loss, so with one batch the critic's update is MAPPO's exactly.
 
-**π_ind** has MAPPO's architecture (the trainer's actor on the agent's own input, a second parameter set)
-and after each update takes ``ind_epochs`` passes over the rollout's minibatches of the eq. 13 loss
-``E_t[Σ_i KL(π^i(·|o^i_t, a^{B_k}_t) ‖ π^i_ind(·|o^i_t))]`` (active entries, the updated π as the fixed target,
-on the rollout's inputs), by Adam at ``ind_lr_scale × lr`` (the actor's schedule). Its cost is
-``ind_epochs`` forward and backward passes of π_ind over the rollout per update, the largest single part of
-B2MAPO's update at ``ind_epochs=10`` (docs/results.md). The paper also updates π_ind "by MAPPO" (§3.2, §4); trustmarl trains it by eq. 13
-alone: the rollouts are π's, so a MAPPO step for π_ind on them would be off-policy (its ratio π_ind/π is not
-a behaviour ratio and is unbounded where the two differ), and it would need π_ind's own critic V_ind;
-eq. 13 is the loss the paper writes down. Rollouts are collected by π; evaluation and execution use π_ind
+**π_ind** has MAPPO's architecture (the trainer's actor on the agent's own input, a second parameter set),
+is trained by eq. 13's loss ``E_t[Σ_i KL(π^i(·|o^i_t, a^{B_k}_t) ‖ π^i_ind(·|o^i_t))]`` (active entries, π fixed,
+on the rollout's inputs) by Adam at ``ind_lr_scale × lr`` (the actor's schedule). The paper says π and π_ind are
+"trained in parallel" and the KL minimised "periodically" (abstract, §3.2, §4.2) and gives no schedule; two are
+implemented:
+
+* ``ind_during`` (B2MAPO's default): one eq. 13 step fused into every minibatch step of π (every batch ``b_k``,
+  epoch and minibatch of eqs. 10–12; :func:`ind_companion`): π's outputs on the minibatch, computed by π's own
+  loss, enter the KL stop-gradient'ed, so one forward and backward pass gives π's gradient unchanged and
+  π_ind's; π_ind tracks π through the update, one step behind it, and needs no pass of π of its own. Its
+  cost is one forward and backward pass of π_ind per actor step, ``(non-empty batches) × update_epochs ×
+  num_minibatches`` per update.
+* ``ind_epochs`` passes after the update (the previous default, 10): the updated π's outputs computed once
+  over the rollout, then ``ind_epochs`` passes over its minibatches; π_ind fits the π that will act next.
+  Its cost is one pass of π and ``ind_epochs × num_minibatches`` steps of π_ind per update.
+
+Both can be on (the passes after the fused steps). The measurements behind the default are in
+docs/results.md ("B2MAPO's training time"). The paper also updates π_ind "by MAPPO" (§3.2, §4); trustmarl
+trains it by eq. 13 alone: the rollouts are π's, so a MAPPO step for π_ind on them would be off-policy (its
+ratio π_ind/π is not a behaviour ratio and is unbounded where the two differ), and it would need π_ind's own
+critic V_ind; eq. 13 is the loss the paper writes down. Rollouts are collected by π; evaluation and execution use π_ind
 (``trainer.policy_params``). With a GRU, π_ind's hidden state at the start of each rollout chunk is zero
 (π's carried state is not π_ind's).
 """
@@ -391,6 +403,17 @@ class DagState(NamedTuple):
         return self.ind_params
 
 
+class Companion(NamedTuple):
+    """A second parameter set trained inside the actor's minibatch steps (``OnPolicyTrainer.actor_step``'s
+    ``companion``): its loss reads π's outputs on the minibatch, stop-gradient'ed, so one forward and backward
+    pass gives π's gradient unchanged and the companion's. B2MAPO's π_ind under ``ind_during``
+    (:func:`ind_companion`)."""
+
+    params: Callable[[Any], Any]  # learner -> φ
+    loss: Callable[[Any, jax.Array, Any], tuple[jax.Array, dict]]  # (φ, π's outputs (fixed), minibatch) -> (ℓ, m)
+    step: Callable[[Any, Any], tuple[Any, dict]]  # (learner, ∇_φ ℓ) -> (learner with φ stepped, metrics)
+
+
 class DagPieces(NamedTuple):
     """What :func:`dag_order` needs beyond the update order's pieces, supplied by the trainer."""
 
@@ -428,10 +451,35 @@ def init_dag_state(p, d: DagPieces, key: jax.Array) -> DagState:
                     ind_params, d.ind_opt.init(ind_params), L.value_norm_init())
 
 
+def ind_companion(p, d: DagPieces) -> Companion:
+    """π_ind's eq. 13 fused into the lower layer's actor steps (``ind_during``): on every minibatch step of π
+    (every batch ``b_k``, epoch and minibatch of eqs. 10–12), π_ind takes one step of
+    ``E_t[Σ_i KL(π^i(·|o^i_t, a^{B_k}_t) ‖ π^i_ind(·|o^i_t))]`` on that minibatch's active entries of every agent,
+    with π's outputs as they are at that step (computed by π's own loss, stop-gradient'ed), by π_ind's optimiser
+    (``ind_lr_scale × lr``). π_ind's input is the agent's own input with a zero carried GRU state, as in the
+    passes after the update."""
+    everyone = jnp.ones((p.num_agents,), bool)
+
+    def loss(phi, out_pi, mb):
+        out_ind = d.policy_out(phi, mb._replace(actor_h=jnp.zeros_like(mb.actor_h)))
+        kl = derived_kl(out_pi, out_ind, mb.avail, p.mask(mb), d.discrete)
+        return kl, {"derived_kl": jax.lax.stop_gradient(kl)}
+
+    def step(learner, g):
+        st = learner.order
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+        params, opt_state = d.ind_opt.step(st.ind_params, st.ind_opt, g, learner.updates, everyone)
+        return (learner._replace(order=st._replace(ind_params=params, ind_opt=opt_state)),
+                {"derived_grads_finite": finite})
+
+    return Companion(lambda learner: learner.order.ind_params, loss, step)
+
+
 def dag_order(p, d: DagPieces, inner: Callable):
     """B2MAPO's update (see the module docstring): the upper layer's PPO step on the transition the last
     decision completed, a new decision on this rollout (its batches go to ``inner``, the sequential
-    machinery, through ``learner.order.groups``), then π_ind's eq. 13 pass. Returns the update function."""
+    machinery, through ``learner.order.groups``, with π_ind's eq. 13 steps fused into its actor steps when
+    ``ind_during``), then π_ind's ``ind_epochs`` passes of eq. 13 after it. Returns the update function."""
     from trustmarl.trainers.optim import AgentOptimiser
     o = p.options
     K = min(o.num_batches, p.num_agents)
@@ -526,13 +574,20 @@ def dag_order(p, d: DagPieces, inner: Callable):
         else:
             learner, (metrics, tr) = inner(learner._replace(order=st._replace(**decided)), batch, key, trace)
             used = groups
-        learner, kl, kl_finite = distill(learner, batch, jax.random.fold_in(key, 6))
         one = lambda v: jnp.reshape(v, (1, 1))  # noqa: E731  the [passes, minibatches] layout of metrics
         extra = {k: one(v) for k, v in upper_metrics.items()}
+        if o.ind_during:
+            # the fused steps' KL, [batches·epochs, minibatches], NaN where a batch did not run (a genuine NaN
+            # also makes that step's gradient NaN, which derived_grads_finite, already in metrics, reports)
+            extra["derived_kl"] = one(jnp.nanmean(metrics.pop("derived_kl")))
+        if o.ind_epochs > 0:
+            learner, kl, kl_finite = distill(learner, batch, jax.random.fold_in(key, 6))
+            extra["derived_kl"] = kl  # the passes after the update: the fit to the updated π
+            # folded into the trainer's "nonfinite" flags (with ind_during, together with the fused steps')
+            extra["derived_grads_finite"] = kl_finite if not o.ind_during else one(
+                jnp.all(kl_finite) & jnp.all(metrics.pop("derived_grads_finite")))
         extra["dag_batches"] = one(jnp.sum(used.any(-1)).astype(jnp.float32))
         extra["dag_edges"] = one(jnp.sum(dag_edges(out.graph, perm)).astype(jnp.float32))
-        extra["derived_kl"] = kl
-        extra["derived_grads_finite"] = kl_finite  # folded into the trainer's "nonfinite" flags
         return learner, ({**metrics, **extra}, tr)
 
     return update

@@ -46,6 +46,7 @@ stacks, a sequential order reproduces the simultaneous update.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -69,7 +70,8 @@ class SequentialOptions(NamedTuple):
     dag_threshold: float = 0.1  # dag partition: δ of eq. 5 (B2MAPO)
     dag_kl_coef: float = 0.01  # dag partition: c_1, the upper layer's KL penalty (§4.1)
     dag_envs: int = 4  # dag partition: envs whose trajectories the upper layer encodes
-    ind_epochs: int = 1  # dag partition: passes of eq. 13 (π_ind's distillation) per update
+    ind_epochs: int = 1  # dag partition: passes of eq. 13 (π_ind's distillation) after each update
+    ind_during: bool = False  # dag partition: one eq. 13 step for π_ind fused into every actor step
     preceding_actions: bool = False  # dag partition: π reads the preceding batches' actions (B2MAPO §4.2)
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -314,8 +316,11 @@ def batches(p: UpdatePieces):
     (:mod:`trustmarl.seams.dag`)."""
     o = p.options
     if o.batch_partition == "dag":
-        from trustmarl.seams.dag import dag_order
-        return dag_order(p, p.dag, sequential(p, lambda learner, batch, key: learner.order.groups,
+        from trustmarl.seams.dag import dag_order, ind_companion
+        # ind_during: π_ind's eq. 13 step rides on every actor step (one forward/backward for both)
+        q = p._replace(actor_step=functools.partial(p.actor_step, companion=ind_companion(p, p.dag))) \
+            if o.ind_during else p
+        return dag_order(p, p.dag, sequential(q, lambda learner, batch, key: learner.order.groups,
                                               skip_empty=True))
 
     def groups_fn(learner, batch, key):

@@ -31,7 +31,7 @@ from trustmarl.networks import Actor, AgentNets, Critic, apply_agents, apply_row
 from trustmarl.seams.advantages import ADVANTAGES, team_advantage
 from trustmarl.seams.critic_inputs import CRITIC_INPUTS, critic_input_dim, with_agent_id
 from trustmarl.seams.surrogates import OBJECTIVES, ObjectiveInputs, masked_share
-from trustmarl.seams.dag import (DagPieces, PrecedingActionShift, PrecedingParams, action_features,
+from trustmarl.seams.dag import (Companion, DagPieces, PrecedingActionShift, PrecedingParams, action_features,
                                  has_preceding, preceding_value_loss, sample_by_batches)
 from trustmarl.seams.update_orders import UPDATE_ORDERS, SequentialOptions, UpdatePieces, init_order_state
 from trustmarl.trainers.optim import AgentOptimiser, linear_anneal
@@ -157,7 +157,8 @@ METRIC_SCHEMA: dict[str, MetricSpec] = {
     "dag_advantage": MetricSpec("scalar", "B2MAPO: the upper layer's advantage (eqs. 6-7; NaN at update 1)"),
     "dag_policy_loss": MetricSpec("scalar", "B2MAPO: the upper layer's PPO loss, mean over its epochs"),
     "dag_value_loss": MetricSpec("scalar", "B2MAPO: the DAG critic's loss (eq. 8)"),
-    "derived_kl": MetricSpec("scalar", "B2MAPO: eq. 13's KL(pi || pi_ind) over the distillation pass"),
+    "derived_kl": MetricSpec("scalar", "B2MAPO: eq. 13's KL(pi || pi_ind), mean over pi_ind's steps of the update "
+                             "(the passes after it when ind_epochs > 0, else the steps fused into the actor's)"),
     "nonfinite": MetricSpec("scalar", "0, or the sum of NONFINITE_BITS of the kinds of values that were "
                             "NaN/inf in this update (1 env outputs, 2 losses, 4 gradients, 8 parameters)"),
 }
@@ -242,7 +243,8 @@ class OnPolicyTrainer:
             clip_schedule_weight=c.clip_schedule_weight, trace_correction=c.trace_correction,
             trace_lambda_twice=c.trace_lambda_twice, num_batches=c.num_batches, batch_partition=c.batch_partition,
             batch_order=c.batch_order, dag_threshold=c.dag_threshold, dag_kl_coef=c.dag_kl_coef,
-            dag_envs=c.dag_envs, ind_epochs=c.ind_epochs, preceding_actions=c.preceding_actions, gamma=c.gamma,
+            dag_envs=c.dag_envs, ind_epochs=c.ind_epochs, ind_during=c.ind_during,
+            preceding_actions=c.preceding_actions, gamma=c.gamma,
             gae_lambda=c.gae_lambda, adv_norm=c.adv_norm)
         dag = DagPieces(
             policy_out=lambda params, b: self.actor_apply(params, b.actor_h, b.actor_in, b.reset, b.avail)[1],
@@ -560,7 +562,12 @@ class OnPolicyTrainer:
 
     def actor_loss(self, params, b: Batch, agents: Optional[jax.Array] = None, bounds=None):
         """The chosen policy objective (ratio and surrogate seams) minus the entropy bonus; returns
-        ``(loss, per-agent diagnostics)``.
+        ``(loss, per-agent diagnostics)`` (:meth:`actor_loss_out` without the actor's outputs)."""
+        loss, (metrics, _) = self.actor_loss_out(params, b, agents, bounds)
+        return loss, metrics
+
+    def actor_loss_out(self, params, b: Batch, agents: Optional[jax.Array] = None, bounds=None):
+        """:meth:`actor_loss` with the actor's outputs on the minibatch: ``(loss, (diagnostics, out))``.
 
         ``agents`` [A] bool: whose entries are optimised (all when None); a group's loss is its share of the
         full mean, normalised by every active entry. ``b.factor`` / ``b.inner``: the update order's factors
@@ -588,7 +595,7 @@ class OnPolicyTrainer:
         metrics["policy_loss"] = jax.lax.stop_gradient(pg_loss)
         if c.measure_trust_region and c.measure_at == "minibatch":
             metrics["tr"] = self._measure_outputs(b, jax.lax.stop_gradient(out), jax.lax.stop_gradient(logp))
-        return loss, metrics
+        return loss, (metrics, out)
 
     def policy_logp(self, actor_params, batch: Batch) -> jax.Array:
         """Log-probs ``[T, B, A]`` of the batch's actions under ``actor_params`` (one pass over the batch)."""
@@ -643,10 +650,29 @@ class OnPolicyTrainer:
                       "explained_variance": jax.lax.stop_gradient(ev)}
 
     # -- the pieces an update order uses (seam 4) -----------------------------------------------------------
-    def actor_step(self, learner: LearnerState, b: Batch, agents: jax.Array, bounds=None):
+    def actor_step(self, learner: LearnerState, b: Batch, agents: jax.Array, bounds=None,
+                   companion: Optional[Companion] = None):
         """One policy gradient step on minibatch ``b`` (its ``factor``/``inner`` set by the update order); only
-        the agents selected by ``agents`` [A] are optimised, and with per-agent stacks only they move."""
-        (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, agents, bounds)
+        the agents selected by ``agents`` [A] are optimised, and with per-agent stacks only they move.
+
+        ``companion`` (B2MAPO's ``ind_during``: :func:`trustmarl.seams.dag.ind_companion`): a second parameter
+        set φ whose loss ``ℓ(φ, sg(out_θ), b)`` reads the actor's outputs on this minibatch through a stop-gradient
+        and is added to the step's loss, ``L(θ) + ℓ(φ, sg(out_θ))``: one forward and backward pass gives
+        ``∇_θ = ∇_θ L`` (the added term has no path to θ) and ``∇_φ = ∇_φ ℓ``, without a second pass of the actor
+        for ℓ's targets; φ then takes its own optimiser step (``companion.step``)."""
+        if companion is None:
+            (_, m), g = jax.value_and_grad(self.actor_loss, has_aux=True)(learner.actor_params, b, agents, bounds)
+        else:
+            def total(params):
+                theta, phi = params
+                loss, (metrics, out) = self.actor_loss_out(theta, b, agents, bounds)
+                extra, extra_metrics = companion.loss(phi, jax.lax.stop_gradient(out), b)
+                return loss + extra, {**metrics, **extra_metrics}
+
+            (_, m), (g, g_phi) = jax.value_and_grad(total, has_aux=True)(
+                (learner.actor_params, companion.params(learner)))
+            learner, step_metrics = companion.step(learner, g_phi)
+            m.update(step_metrics)
         m["grads_finite"] = _all_finite(g)
         # its own flag: an order that skips a group reports that group's loss as NaN (no step was taken)
         m["policy_loss_finite"] = jnp.isfinite(m["policy_loss"])

@@ -21,7 +21,6 @@ import jax
 import pytest
 
 from trustmarl.config import Config
-from trustmarl.envs.grf import gfootball_available
 
 # jax may have been imported before this file (by a plugin): set what the environment above says explicitly
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
@@ -39,12 +38,6 @@ def pytest_unconfigure(config):
 
 TINY = dict(num_envs=4, rollout_length=8, update_epochs=2, num_minibatches=2, hidden=(16, 16),
             total_env_steps=4 * 8 * 3, progress=False, checkpoint_every=1, log_every=1)
-
-
-# GRF tests need the gfootball engine, which scripts/install_gfootball.sh builds (CI runs it)
-needs_gfootball = pytest.mark.skipif(
-    not gfootball_available(),
-    reason="gfootball is not installed (bash scripts/install_gfootball.sh installs it; CI does)")
 
 
 def tiny(**kw) -> Config:

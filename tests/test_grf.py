@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 
 from trustmarl.envs import grf
-from trustmarl.envs.grf import GRFParallelEnv, grf_env_fn
+from trustmarl.envs.grf import GRFParallelEnv, gfootball_available, grf_env_fn
 
-from conftest import needs_gfootball, tiny
+from conftest import tiny
+
+needs_gfootball = pytest.mark.skipif(
+    not gfootball_available(),
+    reason="gfootball is not installed (bash scripts/install_gfootball.sh installs it; CI does)")
+
 
 def _bare(prev_mode=0, prev_owner=0):
     """A GRFParallelEnv without an engine, to test the episode-end rules on hand-made raw observations."""

@@ -11,8 +11,7 @@ import pytest
 
 from trustmarl.analysis import reproduce
 from trustmarl.config import Config
-
-from conftest import needs_gfootball
+from trustmarl.envs.grf import gfootball_available
 
 ALGOS = {"mappo", "happo", "a2po", "b2mapo"}
 
@@ -86,6 +85,11 @@ def test_reproduce_draws_win_rate_curves_and_tables_over_seed_folders(tmp_path, 
     calls.clear()
     reproduce.reproduce("zhang2024-grf", tmp_path, budget=1e-4, seeds=3)
     assert calls == []  # finished seed folders are kept
+
+
+needs_gfootball = pytest.mark.skipif(
+    not gfootball_available(),
+    reason="gfootball is not installed (bash scripts/install_gfootball.sh installs it; CI does)")
 
 
 @needs_gfootball

@@ -403,6 +403,11 @@ class DagState(NamedTuple):
         return self.ind_params
 
 
+def _all_finite(tree) -> jax.Array:
+    """Whether every entry of every leaf of ``tree`` is finite (a scalar bool)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 class Companion(NamedTuple):
     """A second parameter set trained inside the actor's minibatch steps (``OnPolicyTrainer.actor_step``'s
     ``companion``): its loss reads π's outputs on the minibatch, stop-gradient'ed, so one forward and backward
@@ -467,7 +472,7 @@ def ind_companion(p, d: DagPieces) -> Companion:
 
     def step(learner, g):
         st = learner.order
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+        finite = _all_finite(g)
         params, opt_state = d.ind_opt.step(st.ind_params, st.ind_opt, g, learner.updates, everyone)
         return (learner._replace(order=st._replace(ind_params=params, ind_opt=opt_state)),
                 {"derived_grads_finite": finite})
@@ -542,7 +547,7 @@ def dag_order(p, d: DagPieces, inner: Callable):
             mask = p.mask(mb)
             loss, g = jax.value_and_grad(
                 lambda q: derived_kl(mb.dist, d.policy_out(q, mb), mb.avail, mask, d.discrete))(params)
-            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(g)]))
+            finite = _all_finite(g)
             params, opt_state = d.ind_opt.step(params, opt_state, g, learner.updates, everyone)
             return (params, opt_state), (loss, finite)
 

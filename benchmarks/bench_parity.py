@@ -57,6 +57,11 @@ PEER_CASE = CASES["mappo_smax"]
 PARITY_SWITCHES = ("use_active_masks", "adv_norm_scope", "post_gru_gain", "minibatch_over", "done_scope",
                    "env_options")
 THRESHOLD, RUN_OF = 0.8, 3
+# per-update training diagnostics both sides log with the same definition (means over epochs and minibatches):
+# the policy's entropy, the k3 estimate E[(r − 1) − log r] of KL(old‖new), and the critic loss
+# 0.5·max((V − R)², (V_clip − R)²) before vf_coef. Their seed means track the size of each update with far
+# less noise than win rates, so a systematic difference in the update shows there first.
+DIAGNOSTICS = ("entropy", "approx_kl", "value_loss")
 PEER_JSON_TAG = "PARITY_PEER_JSON "
 
 
@@ -130,6 +135,27 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def diagnostics_at(series: list[dict], key: str, updates: list[int]) -> list[tuple[float, float]]:
+    """(mean, population std) over seeds of diagnostic ``key`` at each 1-based update number in ``updates``
+    (an update past a seed's run, or a seed without the key, is left out; NaN, NaN when none has it)."""
+    out = []
+    for u in updates:
+        vals = [s["diag"][key][u - 1] for s in series
+                if key in s.get("diag", {}) and 1 <= u <= len(s["diag"][key])]
+        out.append(mean_std(vals))
+    return out
+
+
+def peer_diagnostics(logged: dict, vf_coef: float) -> dict:
+    """The peer's logged per-update diagnostics in trustmarl's units: its ``value_loss`` entry is the critic's
+    total loss ``VF_COEF · 0.5·max(...)`` (``critic_loss[0]`` in ``mappo_rnn_smax.py``), trustmarl's the loss
+    before the coefficient, so the peer's is divided by ``vf_coef``; entropy and approx_kl are the same."""
+    out = {k: np.asarray(v, dtype=float) for k, v in logged.items()}
+    if "value_loss" in out:
+        out["value_loss"] = out["value_loss"] / vf_coef
+    return out
+
+
 def parse_config_name(name: str) -> tuple[str, dict]:
     """``"defaults+precision=bf16+seed=1"`` -> ``("defaults", {"precision": "bf16", "seed": "1"})``."""
     base, *words = name.split("+")
@@ -181,9 +207,11 @@ def run_ours(overrides: dict, total_steps: int, seeds: list[int]) -> list[dict]:
         jax.block_until_ready(metrics)
         run_s, cpu_s = time.perf_counter() - t, time.process_time() - c
         win = np.asarray(metrics["win_rate"], dtype=float)
+        # per-agent diagnostics [U, N] -> their mean over agents (each agent has the same number of entries)
+        diag = {k: np.asarray(metrics[k], dtype=float).reshape(len(win), -1).mean(-1) for k in DIAGNOSTICS}
         out.append({"seed": s, "end_steps": update_end_steps(len(win), d.env_steps // d.num_updates),
                     "win": win, "ret": np.asarray(metrics["return_mean"], dtype=float), "env_steps": d.env_steps,
-                    "run_s": run_s, "cpu_s": cpu_s, "compile_s": compile_s})
+                    "run_s": run_s, "cpu_s": cpu_s, "compile_s": compile_s, "diag": diag})
         compile_s = 0.0  # compiled once per configuration
     return out
 
@@ -222,7 +250,9 @@ def _peer_child(peers: str, argv: list[str]) -> None:
     runner.main()
     cpu_s = time.process_time() - marks["cpu_after_compile"]
     print(PEER_JSON_TAG + json.dumps({"cpu_s": cpu_s, "win": [e.get("win_rate", math.nan) for e in log],
-                                      "ret": [e.get("returns", math.nan) for e in log]}), flush=True)
+                                      "ret": [e.get("returns", math.nan) for e in log],
+                                      "diag": {k: [e.get(k, math.nan) for e in log] for k in DIAGNOSTICS}}),
+          flush=True)
 
 
 def run_peer(peers: Path, map_name: str, total_steps: int, seed: int) -> dict:
@@ -243,7 +273,8 @@ def run_peer(peers: Path, map_name: str, total_steps: int, seed: int) -> dict:
     per_update = PEER_CASE["ours"]["num_envs"] * PEER_CASE["ours"]["rollout_length"]
     return {"seed": seed, "end_steps": update_end_steps(len(win), per_update), "win": win,
             "ret": np.asarray(data["ret"], dtype=float), "env_steps": len(win) * per_update,
-            "run_s": float(fields["run_s"]), "cpu_s": data["cpu_s"], "compile_s": float(fields["compile_s"])}
+            "run_s": float(fields["run_s"]), "cpu_s": data["cpu_s"], "compile_s": float(fields["compile_s"]),
+            "diag": peer_diagnostics(data["diag"], PEER_CASE["ours"]["vf_coef"])}
 
 
 # --- printing -----------------------------------------------------------------------------------------------
@@ -279,6 +310,25 @@ def print_table(results: dict, checkpoints: list[int], window: int) -> None:
         for r in res["seeds"]:
             print(f"| {name} | {r['seed']} | " + " | ".join(_fmt(r[key], kind) for _, key, kind in cols)
                   + f" | {_fmt(r['compile_s'], 's')} |")
+    print_diagnostics(results)
+
+
+def print_diagnostics(results: dict) -> None:
+    """Seed mean ± std of :data:`DIAGNOSTICS` at updates 1, 2, 5, 10, 20, ... and the last (runs saved before
+    the diagnostics were recorded have none and are left out)."""
+    with_diag = {n: r for n, r in results.items() if any("diag" in s for s in r["series"])}
+    if not with_diag:
+        return
+    last = max(len(s["win"]) for r in with_diag.values() for s in r["series"])
+    updates = sorted({u for u in (1, 2, 5, *range(10, last, 10), last) if u <= last})
+    print(f"\ntraining diagnostics, mean ± std over seeds at update {', '.join(map(str, updates))}:")
+    print("| configuration | diagnostic | " + " | ".join(f"u{u}" for u in updates) + " |")
+    print("|---|---|" + "---|" * len(updates))
+    for name, res in with_diag.items():
+        for key in DIAGNOSTICS:
+            cells = [f"{m:.4g} ± {sd:.2g}" if np.isfinite(m) else "—"
+                     for m, sd in diagnostics_at(res["series"], key, updates)]
+            print(f"| {name} | {key} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -362,7 +412,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = [summarise_seed(r, checkpoints, args.window) for r in runs]
         results[n] = {"overrides": over, "seeds": rows, "summary": summarise(rows),
                       "series": [{"seed": r["seed"], "end_steps": r["end_steps"].tolist(), "win": r["win"].tolist(),
-                                  "return": r["ret"].tolist()} for r in runs]}
+                                  "return": r["ret"].tolist(),
+                                  "diag": {k: np.asarray(v).tolist() for k, v in r["diag"].items()}}
+                                 for r in runs]}
         print(f"  {n}: done in {time.perf_counter() - t:.0f} s, load {os.getloadavg()[0]:.1f}; win@{total:.3g} per "
               "seed " + ", ".join(f"{r[f'win@{total}']:.2f}" for r in rows), flush=True)
         if args.json:  # after each configuration, so a stopped run keeps what it finished

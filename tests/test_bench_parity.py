@@ -61,3 +61,20 @@ def test_parsing_and_configurations():
         bp.ours_overrides("peer_settings-lr", "2s3z")
     with pytest.raises(ValueError, match="unknown"):
         bp.ours_overrides("nope", "2s3z")
+
+
+def test_diagnostics_at_pools_seeds_per_update():
+    series = [{"diag": {"entropy": [2.0, 1.0, 0.5]}}, {"diag": {"entropy": [2.2, 1.4]}},
+              {"win": [0.0]}]  # a run saved before diagnostics were recorded: left out
+    got = bp.diagnostics_at(series, "entropy", [1, 2, 3, 4])
+    assert got[0] == pytest.approx((2.1, 0.1)) and got[1] == pytest.approx((1.2, 0.2))
+    assert got[2] == (0.5, 0.0)  # only the first seed ran a third update
+    assert all(math.isnan(x) for x in got[3])
+    assert all(math.isnan(x) for x in bp.diagnostics_at(series, "approx_kl", [1])[0])
+
+
+def test_peer_value_loss_is_put_before_the_coefficient():
+    # mappo_rnn_smax.py logs critic_loss[0] = VF_COEF * value_loss; trustmarl logs value_loss
+    got = bp.peer_diagnostics({"value_loss": [0.1, 0.02], "entropy": [1.2, 1.1]}, vf_coef=0.5)
+    assert got["value_loss"].tolist() == pytest.approx([0.2, 0.04])
+    assert got["entropy"].tolist() == [1.2, 1.1]

@@ -59,7 +59,8 @@ PARITY_SWITCHES = ("use_active_masks", "adv_norm_scope", "post_gru_gain", "minib
 THRESHOLD, RUN_OF = 0.8, 3
 # per-update training diagnostics both sides log with the same definition (means over epochs and minibatches):
 # the policy's entropy, the k3 estimate E[(r − 1) − log r] of KL(old‖new), and the critic loss
-# 0.5·max((V − R)², (V_clip − R)²) before vf_coef. Their seed means track the size of each update with far
+# 0.5·max((V − R)², (V_clip − R)²) before vf_coef (Huber in place of the square with trustmarl's defaults, so
+# comparable with the peer's only at its settings). Their seed means track the size of each update with far
 # less noise than win rates, so a systematic difference in the update shows there first.
 DIAGNOSTICS = ("entropy", "approx_kl", "value_loss")
 PEER_JSON_TAG = "PARITY_PEER_JSON "
